@@ -1,0 +1,200 @@
+"""Typed configs: dataclasses read from a YAML recipe plus ``section.field=value`` overrides.
+
+Every field is declared with :func:`option`, which records its help text and, where the
+tiny default differs from the DeepSeek-R1 report, the report's full-scale value. The help
+text feeds ``--help`` and ``r1lab config`` output, so a field's documentation lives in
+exactly one place.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from r1lab.errors import UserError
+
+T = TypeVar("T")
+
+
+def option(default: Any, help: str, report: Any = None) -> Any:
+    """A config field with its documentation.
+
+    ``report`` is the DeepSeek-R1 report's full-scale value when it differs from the tiny
+    default; it is shown in ``--help`` so that scaling up is a matter of reading.
+    """
+    meta = {"help": help, "report": report}
+    if isinstance(default, (list, dict)):
+        return dataclasses.field(default_factory=lambda d=default: _copy(d), metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def _copy(value: Any) -> Any:
+    if isinstance(value, list):
+        return [_copy(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _copy(v) for k, v in value.items()}
+    return value
+
+
+def section(cls: type[T]) -> T:
+    """A nested config section (a dataclass field whose type is another config)."""
+    return dataclasses.field(default_factory=cls)
+
+
+def flat_keys(cls_or_obj: Any, prefix: str = "") -> dict[str, dataclasses.Field]:
+    """All leaf keys of a config class as dotted paths, mapped to their fields."""
+    cls = cls_or_obj if isinstance(cls_or_obj, type) else type(cls_or_obj)
+    hints = typing.get_type_hints(cls)
+    keys: dict[str, dataclasses.Field] = {}
+    for f in dataclasses.fields(cls):
+        typ = hints[f.name]
+        if dataclasses.is_dataclass(typ):
+            keys.update(flat_keys(typ, f"{prefix}{f.name}."))
+        else:
+            keys[f"{prefix}{f.name}"] = f
+    return keys
+
+
+def _unknown(key: str, cls: type, source: str) -> UserError:
+    valid = list(flat_keys(cls))
+    near = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
+    if not near:  # a misspelled last part: compare leaf names too
+        leaf = key.rsplit(".", 1)[-1]
+        by_leaf = {k.rsplit(".", 1)[-1]: k for k in valid}
+        hit = difflib.get_close_matches(leaf, list(by_leaf), n=1, cutoff=0.6)
+        near = [by_leaf[hit[0]]] if hit else []
+    hint = f" (did you mean '{near[0]}'?)" if near else ""
+    return UserError(f"{source}: unknown config key '{key}'{hint}")
+
+
+def _coerce(value: Any, typ: Any, key: str, source: str) -> Any:
+    """Check (and where lossless, convert) a YAML value to the field's declared type."""
+    origin = typing.get_origin(typ)
+    args = typing.get_args(typ)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, key, source)
+            except UserError:
+                continue
+        raise _type_error(value, typ, key, source)
+    if typ is Any:
+        return value
+    if origin is list:
+        if not isinstance(value, list):
+            raise _type_error(value, typ, key, source)
+        return [_coerce(v, args[0], key, source) for v in value] if args else value
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise _type_error(value, typ, key, source)
+        return dict(value)
+    if typ is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if typ is float and isinstance(value, str):
+        try:  # YAML reads "3e-6" (no dot) as a string
+            return float(value)
+        except ValueError:
+            raise _type_error(value, typ, key, source) from None
+    if typ is str and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    if isinstance(typ, type) and isinstance(value, typ) and not (typ is int and isinstance(value, bool)):
+        return value
+    raise _type_error(value, typ, key, source)
+
+
+def _type_error(value: Any, typ: Any, key: str, source: str) -> UserError:
+    name = getattr(typ, "__name__", None) or str(typ).replace("typing.", "")
+    return UserError(f"{source}: config key '{key}' expects {name}, got {value!r}")
+
+
+def _apply(obj: Any, data: dict, root: type, source: str, prefix: str = "") -> None:
+    if not isinstance(data, dict):
+        raise UserError(f"{source}: section '{prefix.rstrip('.') or '<top>'}' must be a mapping")
+    hints = typing.get_type_hints(type(obj))
+    names = {f.name for f in dataclasses.fields(obj)}
+    for k, v in data.items():
+        key = f"{prefix}{k}"
+        if k not in names:
+            raise _unknown(key, root, source)
+        typ = hints[k]
+        if dataclasses.is_dataclass(typ):
+            if v is None:
+                continue
+            _apply(getattr(obj, k), v, root, source, f"{key}.")
+        else:
+            setattr(obj, k, _coerce(v, typ, key, source))
+
+
+def parse_overrides(overrides: list[str]) -> dict:
+    """``["grpo.lr=1e-6", "run.name=x"]`` -> nested dict; values are read as YAML scalars."""
+    nested: dict = {}
+    for item in overrides:
+        if "=" not in item:
+            raise UserError(f"override '{item}': expected section.field=value")
+        key, raw = item.split("=", 1)
+        key = key.strip()
+        if not key:
+            raise UserError(f"override '{item}': empty key before '='")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            value = raw
+        node = nested
+        parts = key.split(".")
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise UserError(f"override '{item}': '{p}' is both a value and a section")
+        node[parts[-1]] = value
+    return nested
+
+
+def load_config(cls: type[T], recipe: str | Path | None = None, overrides: list[str] | None = None) -> T:
+    """Defaults of ``cls``, then the recipe file, then command-line overrides (last wins)."""
+    cfg = cls()
+    if recipe:
+        path = Path(recipe)
+        if not path.is_file():
+            raise UserError(f"{path}: recipe file not found")
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            where = f":{mark.line + 1}" if mark else ""
+            raise UserError(f"{path}{where}: not valid YAML ({getattr(e, 'problem', e)})") from None
+        _apply(cfg, data, cls, str(path))
+    if overrides:
+        _apply(cfg, parse_overrides(overrides), cls, "command line")
+    return cfg
+
+
+def to_dict(cfg: Any) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def save_config(cfg: Any, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False, allow_unicode=True))
+
+
+def describe(cls: type) -> str:
+    """Every key with its default, report value and help, for ``--help``."""
+    lines = []
+    defaults = cls()
+    for key, f in flat_keys(cls).items():
+        obj: Any = defaults
+        for part in key.split("."):
+            obj = getattr(obj, part)
+        report = f.metadata.get("report")
+        rep = f" [report: {report}]" if report is not None else ""
+        lines.append(f"  {key} = {obj!r}{rep}\n      {f.metadata.get('help', '')}")
+    return "\n".join(lines)

@@ -1,0 +1,1 @@
+"""Data: JSONL/Parquet readers with field mappings, tasks, packing."""

@@ -1,0 +1,1 @@
+"""Module 1 of the RL system: rollout (generation engines)."""

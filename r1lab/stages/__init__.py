@@ -1,0 +1,1 @@
+"""Stages: thin recipes over the components (pretrain, sft, grpo, eval, zero, ...)."""

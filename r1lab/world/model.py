@@ -1,0 +1,42 @@
+"""The embedded base model: a tiny Qwen2 causal LM from ``transformers``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from transformers import Qwen2Config, Qwen2ForCausalLM
+
+from r1lab.config import option
+
+
+@dataclass
+class TinyModelConfig:
+    """Architecture of the embedded base (stands in for DeepSeek-V3-Base, a 671B MoE)."""
+
+    hidden_size: int = option(128, "model width")
+    num_layers: int = option(4, "transformer blocks")
+    num_heads: int = option(4, "attention heads")
+    num_kv_heads: int = option(2, "key/value heads (grouped-query attention)")
+    intermediate_size: int = option(512, "MLP width")
+    max_position_embeddings: int = option(1024, "longest sequence the rotary embedding is set up for")
+    tie_word_embeddings: bool = option(False, "share input and output embeddings")
+
+
+def build_model(cfg: TinyModelConfig, vocab_size: int, pad_token_id: int, eos_token_id: int) -> Qwen2ForCausalLM:
+    """A randomly initialised Qwen2ForCausalLM of the given shape (fp32, sdpa attention)."""
+    config = Qwen2Config(
+        vocab_size=vocab_size,
+        hidden_size=cfg.hidden_size,
+        num_hidden_layers=cfg.num_layers,
+        num_attention_heads=cfg.num_heads,
+        num_key_value_heads=cfg.num_kv_heads,
+        intermediate_size=cfg.intermediate_size,
+        max_position_embeddings=cfg.max_position_embeddings,
+        tie_word_embeddings=cfg.tie_word_embeddings,
+        pad_token_id=pad_token_id,
+        eos_token_id=eos_token_id,
+        bos_token_id=None,
+        rope_theta=10000.0,
+        attn_implementation="sdpa",
+    )
+    return Qwen2ForCausalLM(config)
