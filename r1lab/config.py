@@ -107,7 +107,11 @@ def _coerce(value: Any, typ: Any, key: str, source: str) -> Any:
             raise _type_error(value, typ, key, source) from None
     if typ is str and isinstance(value, (int, float)) and not isinstance(value, bool):
         return str(value)
-    if isinstance(typ, type) and isinstance(value, typ) and not (typ is int and isinstance(value, bool)):
+    if (
+        isinstance(typ, type)
+        and isinstance(value, typ)
+        and not (typ is int and isinstance(value, bool))
+    ):
         return value
     raise _type_error(value, typ, key, source)
 
@@ -159,7 +163,9 @@ def parse_overrides(overrides: list[str]) -> dict:
     return nested
 
 
-def load_config(cls: type[T], recipe: str | Path | None = None, overrides: list[str] | None = None) -> T:
+def load_config(
+    cls: type[T], recipe: str | Path | None = None, overrides: list[str] | None = None
+) -> T:
     """Defaults of ``cls``, then the recipe file, then command-line overrides (last wins)."""
     cfg = cls()
     if recipe:

@@ -5,12 +5,21 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
 
 from r1lab.errors import UserError
 
-_WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
-                 "pytorch_model.bin.index.json")
+_WEIGHT_FILES = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
 
 
 def check_model_dir(path: str | Path) -> Path:
@@ -26,10 +35,14 @@ def check_model_dir(path: str | Path) -> Path:
     return folder
 
 
-def load_model(path: str | Path, dtype: torch.dtype = torch.float32, device: str = "cpu") -> PreTrainedModel:
+def load_model(
+    path: str | Path, dtype: torch.dtype = torch.float32, device: str = "cpu"
+) -> PreTrainedModel:
     folder = check_model_dir(path)
     try:
-        model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, attn_implementation="sdpa")
+        model = AutoModelForCausalLM.from_pretrained(
+            folder, dtype=dtype, attn_implementation="sdpa"
+        )
     except (OSError, ValueError) as e:
         raise UserError(f"{folder}: cannot load model ({str(e).splitlines()[0]})") from None
     return model.to(device)
@@ -37,7 +50,10 @@ def load_model(path: str | Path, dtype: torch.dtype = torch.float32, device: str
 
 def load_tokenizer(path: str | Path) -> PreTrainedTokenizerBase:
     folder = Path(path)
-    if not (folder / "tokenizer.json").is_file() and not (folder / "tokenizer_config.json").is_file():
+    if (
+        not (folder / "tokenizer.json").is_file()
+        and not (folder / "tokenizer_config.json").is_file()
+    ):
         raise UserError(f"{folder}: no tokenizer files (expected tokenizer.json)")
     try:
         tok = AutoTokenizer.from_pretrained(folder)

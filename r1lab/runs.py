@@ -29,12 +29,16 @@ _STEP_DIR = re.compile(r"^step-(\d+)$")
 class RunConfig:
     """Where a run writes and how often it checkpoints."""
 
-    name: str = option("", "run name; the run folder is <output_dir>/<name> (empty: the stage's name)")
+    name: str = option(
+        "", "run name; the run folder is <output_dir>/<name> (empty: the stage's name)"
+    )
     output_dir: str = option("runs", "parent folder of run folders")
     seed: int = option(0, "seed for torch, numpy and python random")
     save_every: int = option(0, "checkpoint every N optimizer steps (0: only at the end)")
     keep_last: int = option(2, "checkpoints kept on disk (older ones are deleted)")
-    overwrite: bool = option(False, "allow writing into a run folder that already holds a finished run")
+    overwrite: bool = option(
+        False, "allow writing into a run folder that already holds a finished run"
+    )
 
 
 class Run:
@@ -83,8 +87,16 @@ class Run:
     def latest_checkpoint(self) -> Path | None:
         return latest_checkpoint(self.checkpoints)
 
-    def save_checkpoint(self, step: int, model: Any, tokenizer: Any, optimizer: Any = None,
-                        scheduler: Any = None, state: dict | None = None, keep_last: int = 2) -> Path:
+    def save_checkpoint(
+        self,
+        step: int,
+        model: Any,
+        tokenizer: Any,
+        optimizer: Any = None,
+        scheduler: Any = None,
+        state: dict | None = None,
+        keep_last: int = 2,
+    ) -> Path:
         """Model (safetensors) + tokenizer + optimizer/scheduler/RNG/trainer state, atomically."""
         final = self.checkpoints / f"step-{step}"
         tmp = self.checkpoints / f".tmp-step-{step}"
@@ -118,7 +130,9 @@ class Run:
 def _checkpoint_steps(folder: Path) -> list[int]:
     if not folder.is_dir():
         return []
-    return [int(m.group(1)) for p in folder.iterdir() if p.is_dir() and (m := _STEP_DIR.match(p.name))]
+    return [
+        int(m.group(1)) for p in folder.iterdir() if p.is_dir() and (m := _STEP_DIR.match(p.name))
+    ]
 
 
 def latest_checkpoint(folder: Path) -> Path | None:
@@ -178,7 +192,11 @@ def seed_everything(seed: int) -> None:
 
 
 def rng_state() -> dict[str, Any]:
-    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    return {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+    }
 
 
 def set_rng_state(state: dict[str, Any]) -> None:

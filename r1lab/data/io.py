@@ -38,8 +38,10 @@ def read_records(
     for where, row in rows:
         for ours, theirs in source_of.items():
             if theirs not in row or row[theirs] is None:
-                raise UserError(f"{path}:{where}: missing field '{theirs}'" +
-                                (f" (mapped to '{ours}')" if theirs != ours else ""))
+                raise UserError(
+                    f"{path}:{where}: missing field '{theirs}'"
+                    + (f" (mapped to '{ours}')" if theirs != ours else "")
+                )
         rec = dict(row)
         for ours, theirs in fields.items():
             if theirs in rec:
@@ -57,9 +59,13 @@ def _read_jsonl(path: Path) -> list[tuple[int, dict]]:
             try:
                 obj = json.loads(line)
             except json.JSONDecodeError as e:
-                raise UserError(f"{path}:{lineno}: malformed JSON ({e.msg} at column {e.colno})") from None
+                raise UserError(
+                    f"{path}:{lineno}: malformed JSON ({e.msg} at column {e.colno})"
+                ) from None
             if not isinstance(obj, dict):
-                raise UserError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
+                raise UserError(
+                    f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}"
+                )
             rows.append((lineno, obj))
     return rows
 

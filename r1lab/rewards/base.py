@@ -72,4 +72,5 @@ def registered_rewards() -> list[str]:
 
 def _load_builtin() -> None:
     # Importing the modules registers their rewards; done lazily to keep imports light.
+    import r1lab.rewards.code  # noqa: F401
     import r1lab.rewards.rules  # noqa: F401

@@ -18,11 +18,15 @@ class TinyModelConfig:
     num_heads: int = option(4, "attention heads")
     num_kv_heads: int = option(2, "key/value heads (grouped-query attention)")
     intermediate_size: int = option(512, "MLP width")
-    max_position_embeddings: int = option(1024, "longest sequence the rotary embedding is set up for")
+    max_position_embeddings: int = option(
+        1024, "longest sequence the rotary embedding is set up for"
+    )
     tie_word_embeddings: bool = option(False, "share input and output embeddings")
 
 
-def build_model(cfg: TinyModelConfig, vocab_size: int, pad_token_id: int, eos_token_id: int) -> Qwen2ForCausalLM:
+def build_model(
+    cfg: TinyModelConfig, vocab_size: int, pad_token_id: int, eos_token_id: int
+) -> Qwen2ForCausalLM:
     """A randomly initialised Qwen2ForCausalLM of the given shape (fp32, sdpa attention)."""
     config = Qwen2Config(
         vocab_size=vocab_size,

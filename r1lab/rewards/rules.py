@@ -1,0 +1,141 @@
+"""The report's rule-based rewards: accuracy, format and language consistency.
+
+R1-Zero is trained on ``accuracy + format``; stage B adds ``language``. All three read only
+the completion text and ``Sample.meta``, and return one float in [0, 1] per sample.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+
+from r1lab.rewards.answer import check_math, extract_answer
+from r1lab.rewards.base import Sample, reward
+
+# --- format -------------------------------------------------------------------------------
+
+_TAGS = ("<think>", "</think>", "<answer>", "</answer>")
+_FORMAT = re.compile(r"\s*<think>(.*?)</think>\s*<answer>(.*?)</answer>\s*", re.DOTALL)
+
+
+def format_ok(completion: str) -> bool:
+    """True when the completion is, in full, ``<think>…</think>`` then ``<answer>…</answer>``.
+
+    Precisely: optional whitespace, ``<think>``, any text, ``</think>``, optional
+    whitespace, ``<answer>``, any text, ``</answer>``, optional whitespace, end. Each of the
+    four tags occurs exactly once (a nested or repeated tag fails), tags are case-sensitive,
+    and the contents may be empty. Text before ``<think>``, between the blocks or after
+    ``</answer>`` fails.
+    """
+    m = _FORMAT.fullmatch(completion)
+    return m is not None and not any(t in m.group(1) or t in m.group(2) for t in _TAGS)
+
+
+@reward("format")
+def format_reward(samples: list[Sample]) -> list[float]:
+    """1.0 when :func:`format_ok` holds for the completion, else 0.0."""
+    return [1.0 if format_ok(s.completion) else 0.0 for s in samples]
+
+
+# --- accuracy -----------------------------------------------------------------------------
+
+
+@reward("accuracy")
+def accuracy(samples: list[Sample]) -> list[float]:
+    """1.0 when the last ``<answer>…</answer>`` block equals ``meta["answer"]`` by math-verify.
+
+    0.0 for a wrong, missing or unparsable answer, and for samples without a gold answer
+    (prompts of other tasks in a mixed batch).
+    """
+    # math-verify bounds parsing with SIGALRM, which only the main thread may set; elsewhere
+    # check_math would swallow the error and score every answer 0. Off the main thread the
+    # caller must bound the time (RewardPool runs this in worker processes for that reason).
+    timeout = 5 if threading.current_thread() is threading.main_thread() else 0
+    out = []
+    for s in samples:
+        gold = s.meta.get("answer")
+        ok = gold is not None and check_math(extract_answer(s.completion), str(gold), timeout)
+        out.append(1.0 if ok else 0.0)
+    return out
+
+
+# --- language consistency -----------------------------------------------------------------
+
+LANGUAGES = ("en", "zh")
+
+# Han ideographs: CJK Unified (+ Extension A), Compatibility, and the supplementary planes.
+_HAN = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002fa1f"
+# Latin letters, accented ones included, without × (U+00D7) and ÷ (U+00F7).
+_LATIN = "A-Za-z\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u024f"
+_HAN_CHAR = re.compile(f"[{_HAN}]")
+_LATIN_WORD = re.compile(f"[{_LATIN}]+")
+_LETTERS = re.compile(r"[^\W\d_]+")
+# Math is language-neutral: $$…$$, $…$ on one line, \(…\), \[…\], and \commands such as \frac
+# (whose names would otherwise read as English words).
+_MATH = re.compile(r"\$\$.*?\$\$|\$[^$\n]*\$|\\\(.*?\\\)|\\\[.*?\\\]|\\[A-Za-z]+", re.DOTALL)
+_THINK = re.compile(r"<think>(.*?)(?:</think>|\Z)", re.DOTALL)
+
+
+def count_words(text: str) -> dict[str, int]:
+    """Words of ``text`` by language: ``{"en": …, "zh": …, "other": …}``.
+
+    Chinese is written without spaces, so each Han ideograph is one ``zh`` word. An ``en``
+    word is a maximal run of Latin letters (so ``x`` in ``2x`` is one word, ``don't`` two).
+    A maximal run of letters of any other script (Cyrillic, kana, Hangul, …) is one ``other``
+    word. Digits, punctuation, symbols and math (``$…$``, ``\\(…\\)``, ``\\[…\\]``, LaTeX
+    ``\\commands``) are no words: they belong to no language. A bare variable written
+    outside math delimiters counts as a Latin word, as we cannot tell it from ``a`` or ``I``.
+    """
+    text = _MATH.sub(" ", text)
+    zh = len(_HAN_CHAR.findall(text))
+    en = len(_LATIN_WORD.findall(text))
+    rest = _LATIN_WORD.sub(" ", _HAN_CHAR.sub(" ", text))
+    return {"en": en, "zh": zh, "other": len(_LETTERS.findall(rest))}
+
+
+def language_share(text: str, language: str) -> float | None:
+    """Share of the words of ``text`` that are in ``language`` (``"en"`` or ``"zh"``):
+    the report's target-language words / all words; None when ``text`` has no words.
+    """
+    if language not in LANGUAGES:
+        raise ValueError(f"unknown language {language!r} (known: {', '.join(LANGUAGES)})")
+    counts = count_words(text)
+    total = sum(counts.values())
+    return counts[language] / total if total else None
+
+
+def think_content(completion: str) -> str | None:
+    """The chain of thought: the contents of all ``<think>`` blocks joined by newlines; an
+    unclosed ``<think>`` (a truncated response) runs to the end. None when there is none.
+    """
+    blocks = _THINK.findall(completion)
+    return "\n".join(blocks) if blocks else None
+
+
+def target_language(sample: Sample) -> str:
+    """``meta["language"]``, or else the language most of the prompt's words are in."""
+    language = sample.meta.get("language")
+    if language:
+        return language
+    counts = count_words(sample.prompt)
+    return "zh" if counts["zh"] > counts["en"] else "en"
+
+
+@reward("language")
+def language(samples: list[Sample]) -> list[float]:
+    """Language consistency (stage B): target-language words / all words of the chain of
+    thought, with words as in :func:`count_words`.
+
+    0.0 without a ``<think>`` block (no chain of thought to be consistent); 1.0 for a chain
+    of thought with no words at all (digits and math only: nothing is in the wrong
+    language). The target is :func:`target_language`.
+    """
+    out = []
+    for s in samples:
+        cot = think_content(s.completion)
+        if cot is None:
+            out.append(0.0)
+            continue
+        share = language_share(cot, target_language(s))
+        out.append(1.0 if share is None else share)
+    return out
