@@ -42,9 +42,15 @@ def _copy(value: Any) -> Any:
     return value
 
 
-def section(cls: type[T]) -> T:
-    """A nested config section (a dataclass field whose type is another config)."""
-    return dataclasses.field(default_factory=cls)
+def section(cls: type[T], **defaults: Any) -> T:
+    """A nested config section (a dataclass field whose type is another config).
+
+    ``defaults`` replace the section's own defaults where a stage needs others (pretraining
+    takes larger steps than fine-tuning); ``--help`` shows the replaced values.
+    """
+    if not defaults:
+        return dataclasses.field(default_factory=cls)
+    return dataclasses.field(default_factory=lambda: cls(**defaults))
 
 
 def flat_keys(cls_or_obj: Any, prefix: str = "") -> dict[str, dataclasses.Field]:

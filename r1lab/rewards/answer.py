@@ -24,11 +24,15 @@ def gsm8k_gold(solution: str) -> str:
     return m.group(1).replace(",", "").strip()
 
 
+_MATH_MODE = re.compile(r"(?<!\\)\$")
+
+
 def _as_math(text: str) -> str:
     # math-verify finds LaTeX inside $…$ or \boxed{}; a bare string such as "x^2+1" or
     # "\frac{1}{2}" parses best when wrapped as inline math.
+    # An escaped "\$" (a price) is not math mode, so it does not count.
     text = text.strip()
-    if "$" in text or "\\boxed" in text:
+    if _MATH_MODE.search(text) or "\\boxed" in text:
         return text
     return f"${text}$"
 
@@ -39,9 +43,15 @@ def check_math(pred: str | None, gold: str, timeout_seconds: int = 5) -> bool:
         return False
     try:
         gold_parsed = parse(_as_math(gold), parsing_timeout=timeout_seconds)
-        pred_parsed = parse(_as_math(pred), parsing_timeout=timeout_seconds)
-        if not pred_parsed:  # plain text such as "18 dollars": let math-verify find the number
-            pred_parsed = parse(pred, parsing_timeout=timeout_seconds)
-        return bool(verify(gold_parsed, pred_parsed, timeout_seconds=timeout_seconds))
+        if verify(
+            gold_parsed,
+            parse(_as_math(pred), parsing_timeout=timeout_seconds),
+            timeout_seconds=timeout_seconds,
+        ):
+            return True
+        # plain text such as "18 dollars" reads as a product in math mode: let math-verify
+        # find the number in the text instead
+        raw = parse(pred, parsing_timeout=timeout_seconds)
+        return bool(raw) and bool(verify(gold_parsed, raw, timeout_seconds=timeout_seconds))
     except Exception:
         return False

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Set up a fresh machine and run every check CI runs: lint, format, tests.
+# Usage: bash scripts/test.sh [pytest args]   (e.g. -m "not slow" to skip the end-to-end runs)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# The code sandbox needs bubblewrap (Debian package 'bubblewrap').
+if ! command -v bwrap >/dev/null; then
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq bubblewrap
+fi
+# torch==2.13.0 is the CPU wheel on our machines; an unpinned torch may pull a CUDA build.
+pip install -q torch==2.13.0 -e ".[test]"
+ruff check .
+ruff format --check .
+pytest "$@"
