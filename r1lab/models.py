@@ -5,12 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from transformers import (
     AutoModelForCausalLM,
     AutoTokenizer,
     PreTrainedModel,
     PreTrainedTokenizerBase,
 )
+from transformers.utils import logging as hf_logging
 
 from r1lab.errors import UserError
 
@@ -39,11 +41,13 @@ def load_model(
     path: str | Path, dtype: torch.dtype = torch.float32, device: str = "cpu"
 ) -> PreTrainedModel:
     folder = check_model_dir(path)
+    # A tiny model loads in milliseconds; the per-tensor bar would only clutter stderr.
+    hf_logging.disable_progress_bar()
     try:
         model = AutoModelForCausalLM.from_pretrained(
             folder, dtype=dtype, attn_implementation="sdpa"
         )
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, SafetensorError) as e:
         raise UserError(f"{folder}: cannot load model ({str(e).splitlines()[0]})") from None
     return model.to(device)
 

@@ -234,6 +234,8 @@ def _resolve_device(device: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
         raise UserError(f"sft.device must be cpu, cuda or auto, got '{device}'")
+    if device != "cpu" and not torch.cuda.is_available():
+        raise UserError(f"sft.device is '{device}' but this machine has no CUDA device")
     return torch.device(device)
 
 
@@ -428,10 +430,13 @@ def run_sft_stage(cfg: SFTStageConfig, resume: bool = False) -> dict[str, Any]:
         examples = examples[: cfg.data.limit]
     examples = [{k: ex[k] for k in required} for ex in examples]
 
-    run = Run.create(cfg.run, "sft", cfg, resume=resume)
-    seed_everything(cfg.run.seed)
+    if not examples:
+        raise UserError(f"{cfg.data.path}: no examples (the file is empty)")
+    # Load before creating the run folder: a bad model path must leave nothing behind.
     model = load_model(cfg.model)
     tokenizer = load_tokenizer(cfg.tokenizer or cfg.model)
+    run = Run.create(cfg.run, "sft", cfg, resume=resume)
+    seed_everything(cfg.run.seed)
     summary = train_sft(model, tokenizer, examples, cfg.sft, run, resume=resume, run_cfg=cfg.run)
 
     final = save_model_atomic(model, tokenizer, run.path / "final")

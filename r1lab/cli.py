@@ -1,0 +1,210 @@
+"""The ``r1lab`` command: one subcommand per stage, plus ``verify``.
+
+Every stage subcommand reads the same way::
+
+    r1lab <stage> [--recipe FILE.yaml] [--resume] [--print-config] [key=value ...]
+
+Its config is the stage's dataclass defaults, then the recipe, then the overrides (last wins).
+A stage is one line of :data:`STAGES`; its module is imported only when that stage is chosen,
+so ``r1lab --help`` stays quick and a stage whose module is missing fails only when run.
+
+Bad input (:class:`~r1lab.errors.UserError`, or an ``OSError`` on a path the run cannot use)
+prints one line, ``r1lab: error: <message>``, on stderr and exits 2; Ctrl-C exits 130. Other
+exceptions are bugs and keep their traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import inspect
+import sys
+from typing import Any, NamedTuple, NoReturn
+
+from r1lab.errors import UserError
+
+
+class Stage(NamedTuple):
+    config: str  # "module:ConfigClass"
+    run: str  # "module:run_function", called as run(cfg) or run(cfg, resume=...)
+    help: str  # one line for ``r1lab --help``
+
+
+# One line per stage; keep them unwrapped so adding a stage stays a one-line change.
+# fmt: off
+STAGES: dict[str, Stage] = {
+    "pretrain": Stage("r1lab.stages.pretrain:PretrainStageConfig", "r1lab.stages.pretrain:run_pretrain_stage", "build the embedded base model (it stands in for DeepSeek-V3-Base)"),
+    "sft": Stage("r1lab.training.sft:SFTStageConfig", "r1lab.training.sft:run_sft_stage", "supervised fine-tuning of a model folder on a JSONL/Parquet file of examples"),
+    "grpo": Stage("r1lab.training.grpo:GRPOStageConfig", "r1lab.training.grpo:run_grpo_stage", "GRPO reinforcement learning on a task's verifiable problems"),
+    "zero": Stage("r1lab.stages.zero:ZeroConfig", "r1lab.stages.zero:run_zero", "the R1-Zero path: base -> eval -> GRPO (accuracy + format) -> eval"),
+    "eval": Stage("r1lab.eval.evaluate:EvalConfig", "r1lab.eval.evaluate:run_eval_stage", "sample k responses per problem of a task and report pass@1 and cons@k"),
+}
+# fmt: on
+
+OVERRIDES_HELP = """\
+overrides:
+  key=value sets a config key; nested keys are dotted (sft.lr_max=1e-4). Values are read
+  as YAML: 3, 1e-4, true, null, [a, b], {prompt: question}. Later wins: the defaults, then
+  --recipe, then the overrides in order. An unknown key is an error that names it.
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argparse parser whose errors are one-line UserErrors, like every other bad input.
+
+    (argparse would print the usage block and exit itself; a UserError goes through
+    :func:`main`'s single error path instead.) Subparsers inherit the class.
+    """
+
+    def error(self, message: str) -> NoReturn:
+        raise UserError(f"{message} (see '{self.prog} --help')")
+
+
+def _resolve(ref: str, stage: str) -> Any:
+    """Import ``module:attr`` for ``stage``; a missing module or name is a one-line error."""
+    module_name, attr = ref.split(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as e:
+        if e.name and (module_name == e.name or module_name.startswith(e.name + ".")):
+            raise UserError(
+                f"stage '{stage}' is not available in this install (no module {module_name})"
+            ) from None
+        # A dependency of the stage is missing, not the stage itself.
+        raise UserError(
+            f"stage '{stage}' needs the Python package '{e.name}', which is not installed"
+        ) from None
+    try:
+        return getattr(module, attr)
+    except AttributeError:
+        raise UserError(
+            f"stage '{stage}' is not available in this install ({module_name} has no {attr})"
+        ) from None
+
+
+class _StageHelp(argparse.Action):
+    """``--help`` of a stage: usage, override syntax and every config key.
+
+    The keys need the stage's config class, so they are looked up only when asked for.
+    """
+
+    def __init__(self, option_strings: list[str], dest: str, stage: str = "", **kw: Any):
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kw)
+        self.stage = stage
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any, **kw: Any) -> None:
+        from r1lab.config import describe
+
+        cls = _resolve(STAGES[self.stage].config, self.stage)
+        parser.epilog = (
+            OVERRIDES_HELP
+            + "\nconfig keys (key = default [report: the DeepSeek-R1 report's value]):\n"
+            + describe(cls)
+        )
+        parser.print_help()
+        parser.exit()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``r1lab`` parser: a subcommand per stage of :data:`STAGES`, plus ``verify``."""
+    from r1lab import __version__, verify_cli
+
+    parser = _Parser(
+        prog="r1lab",
+        description="The DeepSeek-R1 training recipe end to end.",
+        epilog="'r1lab <command> --help' lists a stage's config keys with their defaults.",
+    )
+    parser.add_argument("--version", action="version", version=f"r1lab {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="<command>")
+    for name, stage in STAGES.items():
+        p = sub.add_parser(
+            name,
+            help=stage.help,
+            description=stage.help,
+            usage=f"r1lab {name} [--recipe FILE.yaml] [--resume] [--print-config] [key=value ...]",
+            add_help=False,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        p.add_argument("-h", "--help", action=_StageHelp, stage=name, help="show this help")
+        p.add_argument("--recipe", metavar="FILE.yaml", help="YAML recipe (see recipes/)")
+        p.add_argument(
+            "--resume", action="store_true", help="continue the run from its last checkpoint"
+        )
+        p.add_argument(
+            "--print-config",
+            action="store_true",
+            help="print the resolved config as YAML and exit",
+        )
+        p.set_defaults(stage=name)
+    verify_cli.add_parser(sub)
+    return parser
+
+
+def run_stage(name: str, recipe: str | None, overrides: list[str], **flags: bool) -> Any:
+    """Resolve the config of stage ``name`` and run it (or print it with ``print_config``)."""
+    import yaml
+
+    from r1lab.config import load_config, to_dict
+
+    stage = STAGES[name]
+    cls = _resolve(stage.config, name)
+    try:
+        cfg = load_config(cls, recipe, overrides)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+        # load_config reports the usual cases itself; these are an unreadable recipe file.
+        raise UserError(f"{recipe}: cannot read recipe ({e})") from None
+    if flags.get("print_config"):
+        print(yaml.safe_dump(to_dict(cfg), sort_keys=False, allow_unicode=True), end="")
+        return None
+    run = _resolve(stage.run, name)
+    if "resume" in inspect.signature(run).parameters:
+        return run(cfg, resume=flags.get("resume", False))
+    if flags.get("resume"):
+        raise UserError(f"{name} has no checkpoints to resume (drop --resume)")
+    return run(cfg)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the ``r1lab`` command line; returns the exit code."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        parser = build_parser()
+        if not argv:
+            parser.print_help()
+            return 2
+        # Overrides are whatever argparse does not recognise, so they may sit anywhere.
+        args, extra = parser.parse_known_args(argv)
+        if getattr(args, "stage", None):
+            for item in extra:
+                if item.startswith("-"):
+                    raise UserError(
+                        f"unrecognized option '{item}' (see 'r1lab {args.stage} --help')"
+                    )
+            run_stage(
+                args.stage,
+                args.recipe,
+                extra,
+                resume=args.resume,
+                print_config=args.print_config,
+            )
+            return 0
+        if extra:
+            parser.parse_args(argv)  # reports the unrecognised arguments as argparse does
+        if not hasattr(args, "func"):
+            parser.print_help()
+            return 2
+        return int(args.func(args))
+    except UserError as e:
+        print(f"r1lab: error: {e}", file=sys.stderr)
+        return UserError.exit_code
+    except OSError as e:
+        # A path the run cannot use (a file where a folder belongs, no permission, a full
+        # disk) is the user's to fix: say which path and why rather than print a traceback.
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"r1lab: error: {where}{e.strerror or e}", file=sys.stderr)
+        return UserError.exit_code
+    except KeyboardInterrupt:
+        print("r1lab: interrupted", file=sys.stderr)
+        return 130
+    except SystemExit as e:  # --help and --version exit through argparse
+        return e.code if isinstance(e.code, int) else 0
