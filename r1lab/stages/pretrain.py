@@ -61,7 +61,9 @@ def run_pretrain_stage(cfg: PretrainStageConfig, resume: bool = False) -> dict[s
     )
     model = build_model(cfg.model, len(tokenizer), tokenizer.pad_token_id, tokenizer.eos_token_id)
     params = sum(p.numel() for p in model.parameters())
-    print(f"pretrain: {len(docs)} documents, vocabulary {len(tokenizer)}, {params / 1e6:.2f}M params")
+    print(
+        f"pretrain: {len(docs)} documents, vocabulary {len(tokenizer)}, {params / 1e6:.2f}M params"
+    )
 
     summary = train_sft(model, tokenizer, docs, cfg.sft, run, resume=resume, run_cfg=cfg.run)
     final = save_model_atomic(model, tokenizer, run.path / "final")

@@ -58,7 +58,7 @@ def split_of(a: int, op: str, b: int, heldout_share: float = 0.1) -> str:
 
 
 def _operand(rng: random.Random) -> int:
-    digits = rng.choices((1, 2, 3), weights=(0.15, 0.25, 0.6))[0]
+    digits = rng.choices((1, 2, 3), weights=(0.25, 0.35, 0.4))[0]
     lo = 0 if digits == 1 else 10 ** (digits - 1)
     return rng.randint(lo, 10**digits - 1)
 

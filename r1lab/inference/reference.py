@@ -1,0 +1,138 @@
+"""The reference policy of GRPO's KL term, and packed scoring of responses.
+
+The report's inference module runs forward passes of frozen models over the rollout: the
+reference policy here, reward models later. :func:`response_logprobs` is the one packed
+forward both need, the training pass included (with gradients there): prompt + response
+sequences are packed without padding (:mod:`r1lab.data.packing`) and the log-probs of the
+response tokens come back one row per response, ``[S, T]`` with a mask, the layout that
+:func:`r1lab.training.losses.grpo_loss` takes.
+
+R1-Zero replaces the reference by the current policy every 400 steps, so the KL term holds
+the policy near where it was recently, not near the base forever.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+from collections.abc import Sequence
+from types import SimpleNamespace
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from r1lab.data.packing import PackedBatch, collate, forward_logprobs, pack
+
+__all__ = ["ReferencePolicy", "micro_batches", "response_logprobs", "score_responses"]
+
+
+class _Tempered:
+    """A model whose logits are divided by T: the distribution the rollout sampled from."""
+
+    def __init__(self, model: Any, temperature: float):
+        self.model, self.temperature = model, temperature
+
+    def __call__(self, **kwargs: Any) -> SimpleNamespace:
+        return SimpleNamespace(logits=self.model(**kwargs).logits / self.temperature)
+
+
+def micro_batches(
+    lengths: Sequence[int], budget: int, rows_per_micro_batch: int
+) -> list[list[list[int]]]:
+    """Sequences packed best-fit into rows of ``budget`` tokens, the rows grouped into
+    micro-batches of ``rows_per_micro_batch`` rows (each a list of bins of sequence ids)."""
+    bins = pack(lengths, budget)
+    return [bins[i : i + rows_per_micro_batch] for i in range(0, len(bins), rows_per_micro_batch)]
+
+
+def response_logprobs(
+    model: Any,
+    prompts: Sequence[Sequence[int]],
+    responses: Sequence[Sequence[int]],
+    bins: Sequence[Sequence[int]],
+    budget: int,
+    pad_token_id: int = 0,
+    temperature: float = 1.0,
+    device: str | torch.device = "cpu",
+) -> tuple[Tensor, Tensor, list[int]]:
+    """Log-probs of the response tokens of the sequences in ``bins`` (one packed forward).
+
+    Returns ``logp [S, T]`` (T = the longest response among them), ``mask [S, T]`` and the
+    sequence ids in row order. ``logp[i, j]`` is ``log π(response_i[j] | prompt_i,
+    response_i[:j])`` at temperature ``temperature``; masked positions hold 0. Gradients
+    flow when the caller has them enabled.
+    """
+    order = [s for b in bins for s in b]
+    local, k = [], 0
+    for b in bins:  # renumber the chosen sequences 0..S-1, in row order
+        local.append(list(range(k, k + len(b))))
+        k += len(b)
+    seqs = [{"input_ids": [*prompts[s], *responses[s]]} for s in order]
+    batch: PackedBatch = collate(local, seqs, budget, pad_token_id).to(device)
+    scorer = model if temperature == 1.0 else _Tempered(model, temperature)
+    packed = forward_logprobs(scorer, batch)
+    width = max((len(responses[s]) for s in order), default=0)
+    rows = torch.zeros(len(order), max(width, 1), dtype=torch.long)
+    cols = torch.zeros_like(rows)
+    mask = torch.zeros(len(order), max(width, 1), dtype=torch.bool)
+    for i, s in enumerate(order):
+        row, start, _ = batch.spans[i]
+        n = len(responses[s])
+        rows[i, :n] = row
+        cols[i, :n] = start + len(prompts[s]) + torch.arange(n)
+        mask[i, :n] = True
+    mask = mask.to(packed.device)
+    logp = torch.where(mask, packed[rows.to(packed.device), cols.to(packed.device)], 0.0)
+    return logp, mask, order
+
+
+class ReferencePolicy:
+    """A frozen copy of the policy that scores rollouts for the KL term."""
+
+    def __init__(self, model: torch.nn.Module):
+        self.model = copy.deepcopy(model).eval()
+        self.model.requires_grad_(False)
+
+    def reset(self, model: torch.nn.Module) -> None:
+        """Become a copy of ``model``'s current weights (R1-Zero does this every 400 steps)."""
+        self.model.load_state_dict(model.state_dict())
+
+    def state_dict(self) -> dict[str, Tensor]:
+        return {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
+
+    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        self.model.load_state_dict(state)
+
+    def logprobs(
+        self, prompts: Sequence[Sequence[int]], responses: Sequence[Sequence[int]], **kw: Any
+    ) -> list[Tensor]:
+        """The reference log-probs of every response (:func:`score_responses`)."""
+        return score_responses(self.model, prompts, responses, **kw)
+
+
+@torch.no_grad()
+def score_responses(
+    model: Any,
+    prompts: Sequence[Sequence[int]],
+    responses: Sequence[Sequence[int]],
+    budget: int,
+    rows_per_micro_batch: int,
+    pad_token_id: int = 0,
+    temperature: float = 1.0,
+    device: str | torch.device = "cpu",
+    autocast: Any = None,
+) -> list[Tensor]:
+    """Log-probs of every response under ``model`` (no gradients), a 1-d CPU tensor each,
+    computed in packed micro-batches."""
+    out: list[Tensor] = [torch.zeros(0)] * len(responses)
+    lengths = [len(p) + len(r) for p, r in zip(prompts, responses, strict=True)]
+    for bins in micro_batches(lengths, budget, rows_per_micro_batch):
+        with autocast() if autocast else contextlib.nullcontext():
+            logp, _, order = response_logprobs(
+                model, prompts, responses, bins, budget, pad_token_id, temperature, device
+            )
+        logp = logp.float().cpu()
+        for i, s in enumerate(order):
+            out[s] = logp[i, : len(responses[s])].clone()
+    return out

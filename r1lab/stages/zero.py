@@ -1,0 +1,204 @@
+"""``r1lab zero``: the R1-Zero path, pure RL on the base with accuracy + format rewards.
+
+With no arguments: build the embedded base if it is missing (``r1lab pretrain``), evaluate
+it on held-out problems, run GRPO on training problems, evaluate the result on the same
+held-out problems, and print base and final side by side. The held-out problems are the
+embedded task's ``heldout`` split, disjoint from the ``train`` split that pretraining and
+GRPO draw from (:func:`r1lab.world.problems.split_of`).
+
+Everything lands in ``runs/zero/``: the GRPO run (``metrics.jsonl``, ``checkpoints/``,
+``final/``), ``base_eval.json`` and ``final_eval.json`` with their samples,
+``summary.json`` (``base_pass@1``, ``final_pass@1``, ...) and ``report.md`` with plots.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from r1lab.config import option, section, to_dict
+from r1lab.data.tasks import TaskConfig
+from r1lab.errors import UserError
+from r1lab.rewards.pool import RewardsConfig
+from r1lab.runs import Run, RunConfig
+from r1lab.stages.pretrain import PretrainStageConfig
+from r1lab.training.grpo import GRPOConfig, GRPOStageConfig
+from r1lab.training.losses import GRPOLossConfig
+
+__all__ = ["ZeroConfig", "ZeroEvalConfig", "compare_table", "run_zero"]
+
+DEFAULT_BASE = "runs/pretrain/final"
+
+
+@dataclass
+class ZeroEvalConfig:
+    """The held-out evaluation before and after RL (the same problems both times)."""
+
+    task: TaskConfig = section(TaskConfig, split="heldout", limit=512)
+    k: int = option(1, "samples per problem; pass@1 is their mean", report=64)
+    temperature: float = option(1.0, "sampling temperature", report=0.6)
+    top_p: float = option(1.0, "nucleus sampling (1.0: off)", report=0.95)
+    max_new_tokens: int = option(256, "response length limit", report=32768)
+    batch_size: int = option(64, "prompts per generate call")
+    seed: int = option(0, "sampling seed")
+
+
+@dataclass
+class ZeroConfig:
+    """``r1lab zero``: base → held-out eval → GRPO (accuracy + format) → held-out eval."""
+
+    base: str = option(
+        DEFAULT_BASE,
+        f"base model folder; when it is the default ({DEFAULT_BASE}) and missing, it is built "
+        "first with the pretrain section's settings",
+    )
+    pretrain: PretrainStageConfig = section(PretrainStageConfig)
+    task: TaskConfig = section(TaskConfig, split="train", limit=4096)
+    grpo: GRPOConfig = section(GRPOConfig)
+    loss: GRPOLossConfig = section(GRPOLossConfig)
+    rewards: RewardsConfig = section(RewardsConfig)
+    eval: ZeroEvalConfig = section(ZeroEvalConfig)
+    run: RunConfig = section(RunConfig)
+
+
+def _base(cfg: ZeroConfig, resume: bool) -> Path:
+    folder = Path(cfg.base)
+    if (folder / "config.json").is_file():
+        return folder
+    if Path(cfg.base) != Path(DEFAULT_BASE):
+        raise UserError(f"{folder}: base model not found")
+    from r1lab.stages.pretrain import run_pretrain_stage
+
+    print(f"zero: no base at {folder}; building it with r1lab pretrain")
+    pretrain_run = Path(cfg.pretrain.run.output_dir) / (cfg.pretrain.run.name or "pretrain")
+    summary = run_pretrain_stage(cfg.pretrain, resume=resume or pretrain_run.exists())
+    built = Path(summary["model"])
+    if built.resolve() != folder.resolve():
+        raise UserError(f"zero: pretrain wrote the base to {built}, not {folder}; set base={built}")
+    return folder
+
+
+def _evaluate(model: Any, tokenizer: Any, cfg: ZeroConfig, out: Path, label: str) -> dict:
+    """Held-out metrics of ``model``, cached in ``out`` (a resumed run does not redo them)."""
+    if out.is_file():
+        return json.loads(out.read_text())
+    import torch
+
+    from r1lab.data.io import write_jsonl
+    from r1lab.data.tasks import load_task
+    from r1lab.eval.evaluate import EvalConfig, evaluate, format_table
+    from r1lab.rollout.torch_engine import TorchEngine
+    from r1lab.runs import write_json_atomic
+
+    e = cfg.eval
+    ecfg = EvalConfig(
+        model=label,
+        task=e.task,
+        k=e.k,
+        temperature=e.temperature,
+        top_p=e.top_p,
+        max_new_tokens=e.max_new_tokens,
+        batch_size=e.batch_size,
+        seed=e.seed,
+    )
+    started = time.time()
+    model.eval()
+    with torch.no_grad():
+        result = evaluate(TorchEngine(model, tokenizer), tokenizer, load_task(e.task), ecfg)
+    record = {
+        "model": label,
+        "task": f"{e.task.name}/{e.task.split}" if e.task.name == "embedded" else e.task.name,
+        **result.to_dict(),
+        "seconds": round(time.time() - started, 1),
+        "config": to_dict(ecfg),
+    }
+    print(format_table(record))
+    write_jsonl(out.with_name(out.stem + ".samples.jsonl"), result.records)
+    write_json_atomic(out, record)
+    return record
+
+
+_COMPARED = (
+    ("pass@1", "pass@1"),
+    ("format_rate", "format rate"),
+    ("language_consistency", "language consistency"),
+    ("mean_tokens", "mean length (tokens)"),
+    ("truncation_rate", "truncated"),
+)
+
+
+def compare_table(base: dict[str, float], final: dict[str, float]) -> str:
+    """Base and final metrics side by side, with the change."""
+    rows = [f"| {'metric':<22} | {'base':>8} | {'final':>8} | {'change':>8} |"]
+    rows.append(f"|{'-' * 24}|{'-' * 9}:|{'-' * 9}:|{'-' * 9}:|")
+    for key, label in _COMPARED:
+        if key not in base or key not in final:
+            continue
+        b, f = base[key], final[key]
+        fmt = "{:.1f}" if key == "mean_tokens" else "{:.3f}"
+        rows.append(
+            f"| {label:<22} | {fmt.format(b):>8} | {fmt.format(f):>8} | "
+            f"{('+' if f >= b else '') + fmt.format(f - b):>8} |"
+        )
+    return "\n".join(rows)
+
+
+def run_zero(cfg: ZeroConfig, resume: bool = False) -> dict[str, Any]:
+    """Run the R1-Zero path end to end; returns the summary (also ``summary.json``)."""
+    from r1lab.data.tasks import load_task
+    from r1lab.models import load_model, load_tokenizer
+    from r1lab.runs import save_model_atomic, seed_everything
+    from r1lab.training.grpo import train_grpo
+    from r1lab.training.report import write_report
+
+    started = time.time()
+    base = _base(cfg, resume)
+    run = Run.create(cfg.run, "zero", cfg, resume=resume)
+    seed_everything(cfg.run.seed)
+    model = load_model(base)
+    tokenizer = load_tokenizer(base)
+
+    base_eval = _evaluate(model, tokenizer, cfg, run.path / "base_eval.json", str(base))
+    problems = load_task(cfg.task)
+    grpo_cfg = GRPOStageConfig(
+        model=str(base), task=cfg.task, grpo=cfg.grpo, loss=cfg.loss, rewards=cfg.rewards,
+        run=cfg.run,
+    )  # fmt: skip
+    seed_everything(cfg.run.seed)
+    train = train_grpo(model, tokenizer, problems, grpo_cfg, run, resume=resume)
+    final = save_model_atomic(model, tokenizer, run.path / "final")
+    final_eval = _evaluate(model, tokenizer, cfg, run.path / "final_eval.json", str(final))
+
+    b, f = base_eval["metrics"], final_eval["metrics"]
+    table = compare_table(b, f)
+    summary = {
+        "stage": "zero",
+        "base_pass@1": b["pass@1"],
+        "final_pass@1": f["pass@1"],
+        "gain_points": round(100 * (f["pass@1"] - b["pass@1"]), 1),
+        "heldout_problems": b["problems"],
+        "base": {k: b[k] for k, _ in _COMPARED if k in b},
+        "final": {k: f[k] for k, _ in _COMPARED if k in f},
+        "base_model": str(base),
+        "model": str(final),
+        "grpo": train,
+        "minutes": round((time.time() - started) / 60, 2),
+        "config": to_dict(cfg),
+    }
+    run.write_summary(summary)
+    intro = [
+        "## Held-out evaluation",
+        "",
+        f"{b['problems']} problems of {base_eval['task']} × {b['k']} samples at "
+        f"T={cfg.eval.temperature}, the same before and after.",
+        "",
+        table,
+        "",
+    ]
+    report = write_report(run, summary, "R1-Zero: pure RL on the embedded base", sections=intro)
+    print(f"\nR1-Zero on {b['problems']} problems of {base_eval['task']}\n{table}")
+    print(f"zero: model in {final}, report {report} ({summary['minutes']:.1f} min)")
+    return summary

@@ -1,0 +1,708 @@
+"""GRPO, the RL algorithm of R1-Zero and R1's RL stages (``r1lab grpo``).
+
+One step, as :func:`train_grpo` reads::
+
+    rollout      prompts × G samples from the rollout engine, in chunks; each chunk's
+                 rewards are scored in the reward pool while the next chunk generates
+    rewards      Σ weight · reward per response (a failing reward scores 0 and is counted)
+    advantages   A = (r - mean(r)) / (std(r) + eps) within each prompt's group of G
+    reference    log π_ref of every response (skipped when β = 0)
+    update       M minibatches × K inner epochs: packed forward, clipped surrogate with the
+                 ratio to the sampling policy, + β·k3 KL, aggregate, backward, clip, step
+    metrics      one line per optimizer step in metrics.jsonl, and on the progress bar
+
+Steps and rollouts, as the report counts them: a *step* is one optimizer step on the
+responses to ``prompts_per_step`` prompts (32 prompts × G 16 = 512 responses). A *rollout*
+samples the prompts of ``minibatches`` steps at once (8,192 responses), splits its responses
+at random into that many minibatches and trains ``inner_epochs`` passes over them, so a
+rollout is ``minibatches × inner_epochs`` steps. Only a rollout's first minibatch is
+on-policy; the importance ratio to the sampling policy and its clip account for the rest.
+Rollout-level events (the reference reset, the length schedule, checkpoints) happen at
+rollout boundaries.
+
+The sampling log-probs the engine returns are π_old: on CPU in float32 the engine's
+log-probs equal a training forward's, so no forward pass is spent on recomputing them.
+Engines whose numerics differ from training (vLLM, bfloat16 kernels) need
+``recompute_old_logprobs``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from r1lab.config import option, section, to_dict
+from r1lab.data.problem import Problem
+from r1lab.data.tasks import TaskConfig, load_task, prompt_template_for, render_prompt
+from r1lab.errors import UserError
+from r1lab.inference.reference import (
+    ReferencePolicy,
+    micro_batches,
+    response_logprobs,
+    score_responses,
+)
+from r1lab.rewards.base import Sample
+from r1lab.rewards.pool import RewardPool, RewardsConfig, RewardSpec
+from r1lab.rollout.base import RolloutEngine, SamplingParams
+from r1lab.runs import Run, RunConfig, load_trainer_state, set_rng_state
+from r1lab.training.losses import GRPOLossConfig, group_advantages, grpo_loss
+from r1lab.training.schedule import cosine_schedule
+
+__all__ = [
+    "GRPOConfig",
+    "GRPOStageConfig",
+    "Rollout",
+    "run_grpo_stage",
+    "train_grpo",
+]
+
+# Rewards whose means are always reported (accuracy, format rate, language consistency),
+# scored with weight 0 when the total does not use them.
+METRIC_REWARDS = ("accuracy", "format", "language")
+
+
+@dataclass
+class GRPOConfig:
+    """Sampling, batching and optimisation of GRPO. The tiny defaults train the embedded
+    base on 2 CPU cores in minutes; ``report`` gives the R1-Zero values."""
+
+    steps: int = option(
+        96, "optimizer steps; a multiple of minibatches × inner_epochs", report=10400
+    )
+    prompts_per_step: int = option(
+        16, "prompts per optimizer step (its batch is prompts_per_step × group_size)", report=32
+    )
+    group_size: int = option(8, "responses sampled per prompt (G)", report=16)
+    minibatches: int = option(
+        2,
+        "optimizer steps per rollout: a rollout samples prompts_per_step × minibatches "
+        "prompts and splits the responses at random into this many minibatches",
+        report=16,
+    )
+    inner_epochs: int = option(
+        1, "passes over each rollout (each with a fresh random split into minibatches)"
+    )
+    temperature: float = option(1.0, "rollout sampling temperature")
+    top_p: float = option(1.0, "rollout nucleus sampling (1.0: off)")
+    max_new_tokens: int = option(160, "response length limit at step 0", report=32768)
+    max_new_tokens_schedule: dict[int, int] = option(
+        {},
+        "step -> response length limit from that step on (applied from the first rollout "
+        "that starts at or after the step)",
+        report={8200: 65536},
+    )
+    lr: float = option(
+        3e-4, "learning rate (constant after warm-up unless lr_min is set)", report=3e-6
+    )
+    lr_min: float | None = option(None, "cosine decay to this learning rate (null: constant)")
+    warmup_steps: int = option(0, "linear warm-up steps")
+    ref_reset_every: int = option(
+        32,
+        "replace the reference policy by the current policy every N steps (0: never), at the "
+        "first rollout boundary at or after each multiple of N",
+        report=400,
+    )
+    recompute_old_logprobs: bool = option(
+        False,
+        "recompute π_old with a training forward pass after each rollout instead of using "
+        "the engine's sampling log-probs; needed when the engine's numerics differ from "
+        "training (vLLM, bfloat16)",
+    )
+    rollout_chunk: int = option(
+        16,
+        "prompts per generate call; each chunk's rewards are scored in the reward pool while "
+        "the next chunk generates",
+    )
+    token_budget: int = option(
+        1024,
+        "tokens per packed row of the training pass (raised to the longest prompt + response)",
+        report=32768,
+    )
+    rows_per_micro_batch: int = option(
+        4, "packed rows per forward/backward pass; a step accumulates over its micro-batches"
+    )
+    max_grad_norm: float = option(1.0, "clip the global gradient norm to this (0: no clipping)")
+    weight_decay: float = option(0.0, "AdamW weight decay (not given in the report)")
+    adam_beta1: float = option(0.9, "AdamW beta1")
+    adam_beta2: float = option(0.99, "AdamW beta2")
+    adam_eps: float = option(1e-8, "AdamW epsilon")
+    dtype: str = option(
+        "auto", "compute dtype: float32, bfloat16 (autocast) or auto (bfloat16 on CUDA)"
+    )
+    device: str = option("auto", "cpu, cuda, or auto (cuda when available)")
+
+
+@dataclass
+class GRPOStageConfig:
+    """``r1lab grpo``: reinforce a model on a task's verifiable problems."""
+
+    model: str = option("runs/pretrain/final", "model folder to start from (Hugging Face format)")
+    tokenizer: str = option("", "tokenizer folder (empty: the model folder)")
+    task: TaskConfig = section(TaskConfig, split="train", limit=4096)
+    grpo: GRPOConfig = section(GRPOConfig)
+    loss: GRPOLossConfig = section(GRPOLossConfig)
+    rewards: RewardsConfig = section(RewardsConfig)
+    run: RunConfig = section(RunConfig)
+
+
+# --- the rollout batch --------------------------------------------------------------------
+
+
+@dataclass
+class Rollout:
+    """One rollout batch. Response ``i`` belongs to prompt group ``i // G``."""
+
+    problems: list[Problem]  # per response
+    prompt_ids: list[list[int]]
+    response_ids: list[list[int]]
+    old_logprobs: list[Tensor]  # π_old: the sampling policy's log-prob of each token
+    truncated: list[bool]
+    texts: list[str]
+    rewards: Tensor  # [N] Σ weight · reward
+    per_reward: dict[str, list[float]]
+    failures: dict[str, int]
+    advantages: Tensor  # [N]
+    group_size: int
+    seconds: float  # generation until the last reward arrived
+    ref_logprobs: list[Tensor] | None = None
+
+
+def generate_rollout(
+    engine: RolloutEngine,
+    pool: RewardPool,
+    problems: list[Problem],
+    prompt_ids: list[list[int]],
+    params: SamplingParams,
+    chunk: int,
+    loss_cfg: GRPOLossConfig,
+) -> Rollout:
+    """Sample ``params.n`` responses per prompt, score them and compute group advantages.
+
+    Generation runs in chunks of ``chunk`` prompts (each with its own seed, derived from
+    ``params.seed``), and each chunk goes to the reward pool as soon as it is sampled.
+    """
+    started = time.time()
+    g = params.n
+    out: dict[str, list] = {k: [] for k in ("p", "prompt", "resp", "logp", "trunc", "text")}
+    futures = []
+    for c, start in enumerate(range(0, len(prompt_ids), chunk)):
+        chunk_params = SamplingParams(**{**vars(params), "seed": params.seed * 1009 + c})
+        groups = engine.generate(prompt_ids[start : start + chunk], chunk_params)
+        samples = []
+        for k, completions in enumerate(groups):
+            problem, ids = problems[start + k], prompt_ids[start + k]
+            if len(completions) != g:
+                raise RuntimeError(f"engine returned {len(completions)} completions, not {g}")
+            for comp in completions:
+                if len(comp.logprobs) != len(comp.token_ids):
+                    raise RuntimeError("engine returned log-probs that do not match the tokens")
+                truncated = comp.finish_reason == "length"
+                out["p"].append(problem)
+                out["prompt"].append(ids)
+                out["resp"].append(list(comp.token_ids))
+                out["logp"].append(torch.tensor(comp.logprobs, dtype=torch.float32))
+                out["trunc"].append(truncated)
+                out["text"].append(comp.text)
+                meta = {**problem.meta, "answer": problem.answer}
+                samples.append(Sample(problem.question, comp.text, meta, truncated))
+        futures.append(pool.submit(samples))
+    results = [f.result() for f in futures]
+
+    names = list(results[0].per_reward) if results else []
+    per_reward = {n: [v for r in results for v in r.per_reward[n]] for n in names}
+    failures = {n: sum(r.failures.get(n, 0) for r in results) for n in names}
+    rewards = torch.tensor([v for r in results for v in r.total], dtype=torch.float32)
+    adv = group_advantages(
+        rewards,
+        g,
+        scale=loss_cfg.scale_rewards,
+        unbiased=loss_cfg.std_unbiased,
+        eps=loss_cfg.adv_eps,
+    )
+    return Rollout(
+        out["p"], out["prompt"], out["resp"], out["logp"], out["trunc"], out["text"],
+        rewards, per_reward, failures, adv, g, time.time() - started,
+    )  # fmt: skip
+
+
+# --- one optimizer step -------------------------------------------------------------------
+
+
+def _padded(values: list[Tensor], width: int) -> Tensor:
+    out = torch.zeros(len(values), width)
+    for i, v in enumerate(values):
+        out[i, : len(v)] = v
+    return out
+
+
+def train_step(
+    model: Any,
+    ro: Rollout,
+    idx: list[int],
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    cfg: GRPOConfig,
+    loss_cfg: GRPOLossConfig,
+    norm_len: int,
+    pad_token_id: int,
+    device: torch.device,
+    autocast: Any,
+) -> dict[str, float]:
+    """One optimizer step on the responses ``idx`` of ``ro``, accumulated over packed
+    micro-batches.
+
+    Each micro-batch's aggregated loss is weighted by its share of the step's normaliser
+    (tokens for token-mean, responses otherwise), so the gradient is the one of the whole
+    minibatch at once, however it is split.
+    """
+    idx = [i for i in idx if ro.response_ids[i]]  # an empty response has no token to train
+    prompts = [ro.prompt_ids[i] for i in idx]
+    responses = [ro.response_ids[i] for i in idx]
+    n_tokens = sum(len(r) for r in responses)
+    lr = optimizer.param_groups[0]["lr"]
+    sums: dict[str, float] = {}
+    lows, highs = [], []
+    lengths = [len(p) + len(r) for p, r in zip(prompts, responses, strict=True)]
+    budget = max([cfg.token_budget, *lengths])
+    for bins in micro_batches(lengths, budget, cfg.rows_per_micro_batch) if idx else []:
+        with autocast():
+            logp, mask, order = response_logprobs(
+                model, prompts, responses, bins, budget, pad_token_id, cfg.temperature, device
+            )
+        rows = [idx[s] for s in order]
+        width = logp.shape[1]
+        old = _padded([ro.old_logprobs[i] for i in rows], width).to(device)
+        ref = None
+        if ro.ref_logprobs is not None:
+            ref = _padded([ro.ref_logprobs[i] for i in rows], width).to(device)
+        adv = ro.advantages[rows].to(device)
+        loss, m = grpo_loss(logp.float(), old, ref, adv, mask, _with_norm(loss_cfg, norm_len))
+        tokens = int(mask.sum())
+        share = tokens / n_tokens if loss_cfg.loss_agg == "token-mean" else len(rows) / len(idx)
+        (loss * share).backward()
+        for k in ("loss", "pg_loss"):
+            sums[k] = sums.get(k, 0.0) + m[k] * share
+        for k in ("kl", "clip_frac", "clip_frac_low", "clip_frac_high", "ratio_mean"):
+            if k in m:  # token means: weighted by tokens
+                sums[k] = sums.get(k, 0.0) + m[k] * tokens / n_tokens
+        lows.append(m.get("ratio_min", 1.0))
+        highs.append(m.get("ratio_max", 1.0))
+    max_norm = cfg.max_grad_norm if cfg.max_grad_norm > 0 else float("inf")
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    return {
+        **sums,
+        "ratio_min": min(lows, default=1.0),
+        "ratio_max": max(highs, default=1.0),
+        "grad_norm": float(grad_norm),
+        "lr": lr,
+        "train_tokens": n_tokens,
+    }
+
+
+def _with_norm(cfg: GRPOLossConfig, norm_len: int) -> GRPOLossConfig:
+    # Dr. GRPO divides token sums by a constant; in packed micro-batches the padded width
+    # varies, so the generation budget stands in when none is configured.
+    if cfg.loss_agg != "seq-mean-token-sum" or cfg.norm_len:
+        return cfg
+    return GRPOLossConfig(**{**vars(cfg), "norm_len": norm_len})
+
+
+def batch_metrics(ro: Rollout, idx: list[int]) -> dict[str, float]:
+    """Reward means, accuracy, format rate, language consistency, lengths, truncation and
+    the entropy estimate of the responses ``idx``."""
+    n = max(len(idx), 1)
+    lengths = [len(ro.response_ids[i]) for i in idx]
+    out: dict[str, float] = {"reward/total": float(ro.rewards[idx].mean()) if idx else 0.0}
+    for name, values in ro.per_reward.items():
+        out[f"reward/{name}"] = sum(values[i] for i in idx) / n
+    named = {"accuracy": "accuracy", "format": "format_rate", "language": "language_consistency"}
+    for name, key in named.items():
+        if name in ro.per_reward:
+            out[key] = out[f"reward/{name}"]
+    tokens = sum(lengths)
+    # -log π_old of the sampled tokens averages to the policy's entropy per token: an
+    # unbiased estimate that needs no full-vocabulary softmax.
+    nll = sum(float(-ro.old_logprobs[i].sum()) for i in idx)
+    out.update(
+        response_len_mean=tokens / n,
+        response_len_max=max(lengths, default=0),
+        truncated=sum(ro.truncated[i] for i in idx) / n,
+        entropy=nll / max(tokens, 1),
+    )
+    return out
+
+
+# --- the loop -----------------------------------------------------------------------------
+
+
+class _Resumable:
+    """The checkpoint's ``scheduler`` entry: the lr schedule and, once the reference has been
+    reset, its weights (they are then no longer the starting model's)."""
+
+    def __init__(self, scheduler: Any, reference: ReferencePolicy | None):
+        self.scheduler, self.reference = scheduler, reference
+        self.with_reference = False
+
+    def state_dict(self) -> dict[str, Any]:
+        state: dict[str, Any] = {"scheduler": self.scheduler.state_dict()}
+        if self.reference is not None and self.with_reference:
+            state["reference"] = self.reference.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.scheduler.load_state_dict(state["scheduler"])
+        if "reference" in state and self.reference is not None:
+            self.reference.load_state_dict(state["reference"])
+            self.with_reference = True
+
+
+def _check(cfg: GRPOConfig, loss_cfg: GRPOLossConfig) -> None:
+    for key in (
+        "steps", "prompts_per_step", "group_size", "minibatches", "inner_epochs",
+        "max_new_tokens", "rollout_chunk", "token_budget", "rows_per_micro_batch",
+    ):  # fmt: skip
+        if getattr(cfg, key) < 1:
+            raise UserError(f"grpo.{key} must be >= 1, got {getattr(cfg, key)}")
+    per_rollout = cfg.minibatches * cfg.inner_epochs
+    if cfg.steps % per_rollout:
+        raise UserError(
+            f"grpo.steps ({cfg.steps}) must be a multiple of minibatches × inner_epochs "
+            f"({per_rollout}): a rollout is trained whole"
+        )
+    if cfg.temperature <= 0 or not 0 < cfg.top_p <= 1:
+        raise UserError("grpo needs temperature > 0 and 0 < top_p <= 1")
+    if cfg.ref_reset_every < 0:
+        raise UserError("grpo.ref_reset_every must be >= 0")
+    for step, length in cfg.max_new_tokens_schedule.items():
+        if not isinstance(step, int) or not isinstance(length, int) or step < 0 or length < 1:
+            raise UserError(
+                f"grpo.max_new_tokens_schedule: expected step: length integers, got "
+                f"{step!r}: {length!r}"
+            )
+    if loss_cfg.beta < 0:
+        raise UserError("loss.beta must be >= 0")
+
+
+def max_new_tokens_at(cfg: GRPOConfig, step: int) -> int:
+    """The response length limit for a rollout that starts after ``step`` steps."""
+    value = cfg.max_new_tokens
+    for start, length in sorted(cfg.max_new_tokens_schedule.items()):
+        if step >= start:
+            value = length
+    return value
+
+
+def _prompt_order(n: int, seed: int, epoch: int) -> list[int]:
+    # Seeded by (seed, epoch) alone, so a resumed run rebuilds it without replaying RNG.
+    gen = torch.Generator().manual_seed(seed * 100_003 + epoch + 7)
+    return torch.randperm(n, generator=gen).tolist()
+
+
+def _minibatch_split(n: int, parts: int, seed: int, rollout: int, epoch: int) -> list[list[int]]:
+    gen = torch.Generator().manual_seed((seed * 1_000_003 + rollout) * 101 + epoch)
+    perm = torch.randperm(n, generator=gen).tolist()
+    size = math.ceil(n / parts)
+    return [perm[i : i + size] for i in range(0, n, size)]
+
+
+def _device_and_autocast(cfg: GRPOConfig) -> tuple[torch.device, Any]:
+    device = cfg.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
+        raise UserError(f"grpo.device must be cpu, cuda or auto, got '{cfg.device}'")
+    dev = torch.device(device)
+    dtype = cfg.dtype
+    if dtype == "auto":
+        dtype = "bfloat16" if dev.type == "cuda" else "float32"
+    if dtype == "float32":
+        return dev, contextlib.nullcontext
+    if dtype == "bfloat16":
+        return dev, lambda: torch.autocast(dev.type, dtype=torch.bfloat16)
+    raise UserError(f"grpo.dtype must be float32, bfloat16 or auto, got '{cfg.dtype}'")
+
+
+def reward_pool(cfg: RewardsConfig) -> RewardPool:
+    """The configured rewards, plus accuracy, format and language at weight 0 for metrics."""
+    specs = cfg.specs()
+    names = {s.name for s in specs}
+    for name in METRIC_REWARDS:
+        if name not in names:
+            specs.append(RewardSpec(name, 0.0, inline=name in cfg.inline))
+    return RewardPool(specs, cfg.workers, cfg.timeout_s, cfg.chunk_size, cfg.start_method)
+
+
+class PromptStream:
+    """The run's prompts in order: the task reshuffled every epoch (seeded by the run's seed
+    and the epoch, so a resumed run rebuilds the order without replaying RNG), each prompt
+    rendered once."""
+
+    def __init__(self, problems: list[Problem], tokenizer: Any, task: TaskConfig, seed: int):
+        self.problems, self.tokenizer, self.task, self.seed = problems, tokenizer, task, seed
+        self._orders: dict[int, list[int]] = {}
+        self._ids: dict[int, list[int]] = {}
+
+    def take(self, start: int, count: int) -> tuple[list[Problem], list[list[int]]]:
+        """Prompts ``start .. start + count - 1`` of the run: problems and token ids."""
+        chosen = []
+        for k in range(start, start + count):
+            epoch, j = divmod(k, len(self.problems))
+            if epoch not in self._orders:
+                self._orders[epoch] = _prompt_order(len(self.problems), self.seed, epoch)
+            chosen.append(self._orders[epoch][j])
+        for i in chosen:
+            if i not in self._ids:
+                p = self.problems[i]
+                template = prompt_template_for(self.task, p)
+                self._ids[i] = render_prompt(self.tokenizer, p, template)
+        return [self.problems[i] for i in chosen], [self._ids[i] for i in chosen]
+
+
+def _reset_due(every: int, step: int, ref_step: int) -> bool:
+    """Whether a rollout starting after ``step`` steps crosses a multiple of ``every`` since
+    the reference was taken at ``ref_step``."""
+    return every > 0 and step // every > ref_step // every
+
+
+def step_record(
+    step: int,
+    rollout: int,
+    ro: Rollout,
+    idx: list[int],
+    stats: dict[str, float],
+    seconds: float,
+    max_new: int,
+    first: bool,
+) -> dict[str, Any]:
+    """The metrics.jsonl line of one optimizer step on the responses ``idx`` of ``ro``.
+
+    ``step_seconds`` runs from the end of the previous step, so a rollout's first step
+    includes its generation. A rollout's reward failures are counted on its first step.
+    """
+    gen_tokens = sum(len(x) for x in ro.response_ids)
+    flat = (ro.advantages.view(-1, ro.group_size) == 0).all(dim=1)
+    return {
+        "step": step,
+        "rollout": rollout + 1,
+        **batch_metrics(ro, idx),
+        **stats,
+        "groups_flat": float(flat.float().mean()),
+        "max_new_tokens": max_new,
+        **{f"reward_failures/{k}": v if first else 0 for k, v in ro.failures.items()},
+        "step_seconds": round(seconds, 4),
+        "gen_seconds": round(ro.seconds, 4),
+        "gen_tokens_per_s": round(gen_tokens / max(ro.seconds, 1e-9), 1),
+        "tokens_per_s": round(stats["train_tokens"] / max(seconds, 1e-9), 1),
+    }
+
+
+def _show(bar: Any, record: dict[str, Any]) -> None:
+    bar.update(1)
+    bar.set_postfix(
+        reward=f"{record['reward/total']:.2f}",
+        acc=f"{record.get('accuracy', 0):.2f}",
+        len=f"{record['response_len_mean']:.0f}",
+        kl=f"{record.get('kl', 0):.4f}",
+    )
+
+
+def train_grpo(
+    model: Any,
+    tokenizer: Any,
+    problems: list[Problem],
+    cfg: GRPOStageConfig,
+    run: Run,
+    resume: bool = False,
+    engine: RolloutEngine | None = None,
+) -> dict[str, Any]:
+    """Reinforce ``model`` in place on ``problems``; returns the summary.
+
+    Logs one metrics line per optimizer step, checkpoints at the first rollout boundary at or
+    after every ``run.save_every`` steps and at the end, and with ``resume`` continues from
+    the run's latest complete checkpoint (weights, optimizer, schedule, reference, RNG; the
+    prompt order, minibatch splits and sampling seeds are functions of the seed and step),
+    so the result equals an uninterrupted run's.
+    """
+    from tqdm.auto import tqdm
+
+    from r1lab.training.sft import load_weights
+
+    g, loss_cfg, run_cfg = cfg.grpo, cfg.loss, cfg.run
+    _check(g, loss_cfg)
+    if not problems:
+        raise UserError("grpo: the task has no problems")
+    device, autocast = _device_and_autocast(g)
+    model.to(device)
+    if engine is None:
+        from r1lab.rollout.torch_engine import TorchEngine
+
+        engine = TorchEngine(model, tokenizer)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+
+    optimizer = torch.optim.AdamW(
+        model.parameters(),
+        lr=g.lr,
+        betas=(g.adam_beta1, g.adam_beta2),
+        eps=g.adam_eps,
+        weight_decay=g.weight_decay,
+    )
+    lr_min = g.lr if g.lr_min is None else g.lr_min
+    scheduler = cosine_schedule(optimizer, g.steps, g.lr, lr_min, min(g.warmup_steps, g.steps - 1))
+    reference = ReferencePolicy(model) if loss_cfg.beta > 0 else None
+    resumable = _Resumable(scheduler, reference)
+
+    per_rollout = g.minibatches * g.inner_epochs  # optimizer steps per rollout
+    start, ref_step = 0, 0
+    checkpoint = run.latest_checkpoint() if resume else None
+    if checkpoint is not None:
+        load_weights(model, checkpoint)
+        saved = load_trainer_state(checkpoint)
+        optimizer.load_state_dict(saved["optimizer"])
+        resumable.load_state_dict(saved["scheduler"])
+        set_rng_state(saved["rng"])
+        start, ref_step = int(saved["state"]["step"]), int(saved["state"].get("ref_step", 0))
+    if resume:
+        run.truncate_metrics(start)
+
+    prompts = PromptStream(problems, tokenizer, cfg.task, run_cfg.seed)
+    pool = reward_pool(cfg.rewards)
+    bar = tqdm(total=g.steps, initial=start, desc="grpo", unit="step", disable=None)
+    started = time.time()
+    try:
+        for r in range(start // per_rollout, g.steps // per_rollout):
+            t0, step0 = time.time(), r * per_rollout
+            max_new = max_new_tokens_at(g, step0)
+            if reference is not None and _reset_due(g.ref_reset_every, step0, ref_step):
+                reference.reset(model)
+                ref_step, resumable.with_reference = step0, True
+
+            # rollout → rewards → advantages (a chunk's rewards overlap the next's generation)
+            model.eval()
+            engine.update_weights()
+            chosen, prompt_ids = prompts.take(
+                r * g.prompts_per_step * g.minibatches, g.prompts_per_step * g.minibatches
+            )
+            params = SamplingParams(
+                n=g.group_size,
+                temperature=g.temperature,
+                top_p=g.top_p,
+                max_new_tokens=max_new,
+                seed=run_cfg.seed * 1_000_003 + r,
+            )
+            with torch.no_grad():
+                ro = generate_rollout(
+                    engine, pool, chosen, prompt_ids, params, g.rollout_chunk, loss_cfg
+                )
+
+            # [reference log-probs], [π_old recomputed]
+            score = dict(
+                budget=max(g.token_budget, max(map(len, prompt_ids)) + max_new),
+                rows_per_micro_batch=g.rows_per_micro_batch,
+                pad_token_id=pad_id,
+                temperature=g.temperature,
+                device=device,
+                autocast=autocast,
+            )
+            if reference is not None:
+                ro.ref_logprobs = reference.logprobs(ro.prompt_ids, ro.response_ids, **score)
+            if g.recompute_old_logprobs:
+                ro.old_logprobs = score_responses(model, ro.prompt_ids, ro.response_ids, **score)
+
+            # M minibatches × K inner epochs, one optimizer step each
+            model.train()
+            for epoch in range(g.inner_epochs):
+                split = _minibatch_split(len(ro.texts), g.minibatches, run_cfg.seed, r, epoch)
+                for m, idx in enumerate(split):
+                    stats = train_step(
+                        model, ro, idx, optimizer, scheduler, g, loss_cfg, max_new, pad_id,
+                        device, autocast,
+                    )  # fmt: skip
+                    step = step0 + epoch * g.minibatches + m + 1
+                    record = step_record(
+                        step, r, ro, idx, stats, time.time() - t0, max_new, first=step == step0 + 1
+                    )
+                    run.log(record)
+                    _show(bar, record)
+                    t0 = time.time()
+
+            # checkpoint, at a rollout boundary
+            done = step0 + per_rollout
+            every = run_cfg.save_every
+            if done == g.steps or (every > 0 and done // every > step0 // every):
+                state = {"step": done, "rollout": r + 1, "ref_step": ref_step}
+                run.save_checkpoint(
+                    done, model, tokenizer, optimizer, resumable, state, keep_last=run_cfg.keep_last
+                )
+    finally:
+        bar.close()
+        pool.close()
+    model.eval()
+    return _summary(run, cfg, start, time.time() - started)
+
+
+def _summary(run: Run, cfg: GRPOStageConfig, start: int, seconds: float) -> dict[str, Any]:
+    metrics = run.metrics()
+    keys = (
+        "reward/total", "accuracy", "format_rate", "language_consistency",
+        "response_len_mean", "truncated", "kl", "entropy",
+    )  # fmt: skip
+    # first and last rollout (its steps averaged): single steps are noisy
+    per_rollout = cfg.grpo.minibatches * cfg.grpo.inner_epochs
+    head, tail = metrics[:per_rollout], metrics[-per_rollout:]
+
+    def mean(rows: list[dict], key: str) -> float | None:
+        vals = [m[key] for m in rows if key in m]
+        return round(sum(vals) / len(vals), 4) if vals else None
+
+    failures = {
+        k.split("/", 1)[1]: sum(m.get(k, 0) for m in metrics)
+        for k in (metrics[0] if metrics else {})
+        if k.startswith("reward_failures/")
+    }
+    return {
+        "stage": "grpo",
+        "steps": cfg.grpo.steps,
+        "resumed_from": start,
+        "responses": len(metrics) // max(per_rollout, 1) * cfg.grpo.prompts_per_step
+        * cfg.grpo.minibatches * cfg.grpo.group_size,
+        "first": {k: mean(head, k) for k in keys if mean(head, k) is not None},
+        "last": {k: mean(tail, k) for k in keys if mean(tail, k) is not None},
+        "reward_failures": failures,
+        "seconds": round(seconds, 1),
+    }  # fmt: skip
+
+
+# --- the stage ----------------------------------------------------------------------------
+
+
+def run_grpo_stage(cfg: GRPOStageConfig, resume: bool = False) -> dict[str, Any]:
+    """Load the model and the task, train, save ``runs/<name>/final``, write the summary and
+    the report; returns the summary."""
+    from r1lab.models import load_model, load_tokenizer
+    from r1lab.runs import save_model_atomic, seed_everything
+    from r1lab.training.report import write_report
+
+    problems = load_task(cfg.task)
+    if not problems:
+        raise UserError(f"task '{cfg.task.name}' has no problems")
+    run = Run.create(cfg.run, "grpo", cfg, resume=resume)
+    seed_everything(cfg.run.seed)
+    model = load_model(cfg.model)
+    tokenizer = load_tokenizer(cfg.tokenizer or cfg.model)
+    summary = train_grpo(model, tokenizer, problems, cfg, run, resume=resume)
+    final = save_model_atomic(model, tokenizer, run.path / "final")
+    summary = {**summary, "model": str(final), "base_model": cfg.model, "config": to_dict(cfg)}
+    run.write_summary(summary)
+    report = write_report(run, summary, title=f"GRPO: {Path(cfg.model).name} on {cfg.task.name}")
+    print(f"grpo: model in {final}, report {report}")
+    return summary
