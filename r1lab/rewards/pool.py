@@ -73,6 +73,11 @@ class RewardsConfig:
         "rewards run in the trainer's process when a batch is submitted, without a time "
         "limit: cheap checks where shipping samples to a worker costs more than the check",
     )
+    metrics: list[str] = option(
+        ["accuracy", "format", "language"],
+        "rewards always scored (at weight 0 when not in weights) so that accuracy, format "
+        "rate and language consistency are in the metrics",
+    )
     workers: int = option(2, "worker processes for the other rewards; 0 runs every reward inline")
     timeout_s: float = option(
         60.0,

@@ -19,7 +19,8 @@ Isolation, per execution
     address space, CPU time, file size, open files and processes plus threads; the harness
     enforces the wall-time limit with SIGKILL, and since the sandbox's first process is PID
     1 of its namespace, everything the program started (double-forked daemons included)
-    dies with it. When r1lab runs as root the sandbox runs as an unprivileged user (uid
+    dies with it; an execution returns only once bwrap has reaped that PID 1, which the
+    kernel allows only when the namespace is empty. When r1lab runs as root the sandbox runs as an unprivileged user (uid
     65534), since the kernel does not apply the process limit to uid 0. Output is read to
     the end but only the first ``Limits.output_bytes`` of each stream are kept.
 
@@ -62,6 +63,7 @@ import logging
 import os
 import platform
 import queue
+import select
 import selectors
 import shutil
 import signal
@@ -303,8 +305,9 @@ class Sandbox:
             os.write(sec_w, self._seccomp)  # a few hundred bytes: fits the pipe buffer
             os.close(sec_w)
             fds.remove(sec_w)
-            child_fds.append(sec_r)
-            argv = [*self._prefix, "--seccomp", str(sec_r), *argv]
+            info_r, info_w = pipe()
+            child_fds += [sec_r, info_w]
+            argv = [*self._prefix, "--seccomp", str(sec_r), "--info-fd", str(info_w), *argv]
             if os.geteuid() == 0:
                 uid = self._sandbox_uid
                 kwargs = {"user": uid, "group": uid, "extra_groups": []}
@@ -324,6 +327,11 @@ class Sandbox:
             raise SandboxUnavailable(f"cannot start the code sandbox ({e})") from None
         for fd in child_fds:
             os.close(fd)
+        # The sandbox's PID 1, to be killed rather than bwrap: bwrap then reaps it, and PID 1
+        # of a namespace is reaped only once every process of the namespace is gone, so when
+        # bwrap exits nothing of the program is left (killing bwrap instead would leave the
+        # namespace to be torn down after this call returned).
+        init = None if self.unsafe else _sandbox_init(info_r, start + lim.timeout_s)
         for fd in (code_w, prog_w, job_w):
             os.set_blocking(fd, False)
         job_text = _dump(["d", *[[k, v] for k, v in _job_fields(job)]])
@@ -334,17 +342,21 @@ class Sandbox:
         }
 
         def kill() -> None:
-            # bwrap's child dies with bwrap, and the PID namespace with its first process; the
-            # unsafe mode has only the process group to go by.
+            # The PID namespace dies with its first process; the unsafe mode has only the
+            # process group to go by.
             with contextlib.suppress(ProcessLookupError):
                 if self.unsafe:
                     os.killpg(proc.pid, signal.SIGKILL)
+                elif init is not None:
+                    signal.pidfd_send_signal(init, signal.SIGKILL)
                 else:
                     proc.kill()
 
         try:
             cap = _capture(proc, outgoing, verdict_r, lim, start, kill)
         finally:
+            if init is not None:
+                os.close(init)
             if self.unsafe:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGKILL)
@@ -549,6 +561,27 @@ def _runner_payload(python: str) -> tuple[bytes, str]:
     return _PAYLOADS[python]
 
 
+def _sandbox_init(info_r: int, deadline: float) -> int | None:
+    """A pidfd of the sandbox's PID 1, from bwrap's ``--info-fd`` report (which bwrap writes
+    and closes right after creating it); None if bwrap ended without one."""
+    import json
+
+    data = b""
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([info_r], [], [], max(deadline - time.monotonic(), 0))
+            chunk = os.read(info_r, 4096) if ready else b""
+            if not chunk:
+                break
+            data += chunk
+    finally:
+        os.close(info_r)
+    try:
+        return os.pidfd_open(int(json.loads(data)["child-pid"]))
+    except (ValueError, KeyError, TypeError, OSError):
+        return None
+
+
 @dataclass
 class _Captured:
     stdout: bytes
@@ -625,7 +658,11 @@ def _capture(
         os.close(verdict_r)
         if proc.poll() is None:
             kill()
-        proc.wait()
+        try:  # bwrap exits once the namespace is empty, which takes a fork bomb a moment
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
         proc.stdout.close()
         proc.stderr.close()
     return _Captured(

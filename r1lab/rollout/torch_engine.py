@@ -181,7 +181,10 @@ class TorchEngine:
         self.cache_chunk = cache_chunk
         self.sync_every = sync_every
         self._mask_kind = _mask_kind(model.config.get_text_config())
-        self._logits_to_keep = "logits_to_keep" in inspect.signature(model.forward).parameters
+        forward = inspect.signature(model.forward).parameters
+        self._logits_to_keep = "logits_to_keep" in forward
+        # transformers renamed the cache argument (past_key_values -> cache) in 5.x
+        self._cache_arg = "cache" if "cache" in forward else "past_key_values"
 
     def update_weights(self) -> None:
         """A no-op: the engine samples with the trainer's own module, so it always sees the
@@ -223,14 +226,11 @@ class TorchEngine:
     # -- sampling --------------------------------------------------------------------------
 
     def _forward(self, ids: Tensor, positions: Tensor, mask: Tensor, cache: _KVCache) -> Tensor:
-        kwargs: dict[str, Any] = {"logits_to_keep": 1} if self._logits_to_keep else {}
+        kwargs: dict[str, Any] = {self._cache_arg: cache}
+        if self._logits_to_keep:
+            kwargs["logits_to_keep"] = 1
         out = self.model(
-            input_ids=ids,
-            attention_mask=mask,
-            position_ids=positions,
-            past_key_values=cache,
-            use_cache=True,
-            **kwargs,
+            input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, **kwargs
         )
         return out.logits[:, -1]
 

@@ -53,6 +53,7 @@ from r1lab.rewards.pool import RewardPool, RewardsConfig, RewardSpec
 from r1lab.rollout.base import RolloutEngine, SamplingParams
 from r1lab.runs import Run, RunConfig, load_trainer_state, set_rng_state
 from r1lab.training.losses import GRPOLossConfig, group_advantages, grpo_loss
+from r1lab.training.optim import adamw
 from r1lab.training.schedule import cosine_schedule
 
 __all__ = [
@@ -62,10 +63,6 @@ __all__ = [
     "run_grpo_stage",
     "train_grpo",
 ]
-
-# Rewards whose means are always reported (accuracy, format rate, language consistency),
-# scored with weight 0 when the total does not use them.
-METRIC_REWARDS = ("accuracy", "format", "language")
 
 
 @dataclass
@@ -91,6 +88,9 @@ class GRPOConfig:
     )
     temperature: float = option(1.0, "rollout sampling temperature")
     top_p: float = option(1.0, "rollout nucleus sampling (1.0: off)")
+    ignore_eos: bool = option(
+        False, "sample every response to the length limit, past EOS (for benchmarks)"
+    )
     max_new_tokens: int = option(160, "response length limit at step 0", report=32768)
     max_new_tokens_schedule: dict[int, int] = option(
         {},
@@ -99,7 +99,7 @@ class GRPOConfig:
         report={8200: 65536},
     )
     lr: float = option(
-        3e-4, "learning rate (constant after warm-up unless lr_min is set)", report=3e-6
+        1e-4, "learning rate (constant after warm-up unless lr_min is set)", report=3e-6
     )
     lr_min: float | None = option(None, "cosine decay to this learning rate (null: constant)")
     warmup_steps: int = option(0, "linear warm-up steps")
@@ -172,6 +172,7 @@ class Rollout:
     group_size: int
     seconds: float  # generation until the last reward arrived
     ref_logprobs: list[Tensor] | None = None
+    ref_seconds: float = 0.0  # the reference pass (and π_old recomputed, when configured)
 
 
 def generate_rollout(
@@ -433,10 +434,10 @@ def _device_and_autocast(cfg: GRPOConfig) -> tuple[torch.device, Any]:
 
 
 def reward_pool(cfg: RewardsConfig) -> RewardPool:
-    """The configured rewards, plus accuracy, format and language at weight 0 for metrics."""
+    """The configured rewards, plus those of ``cfg.metrics`` at weight 0, for the metrics."""
     specs = cfg.specs()
     names = {s.name for s in specs}
-    for name in METRIC_REWARDS:
+    for name in cfg.metrics:
         if name not in names:
             specs.append(RewardSpec(name, 0.0, inline=name in cfg.inline))
     return RewardPool(specs, cfg.workers, cfg.timeout_s, cfg.chunk_size, cfg.start_method)
@@ -501,7 +502,9 @@ def step_record(
         **{f"reward_failures/{k}": v if first else 0 for k, v in ro.failures.items()},
         "step_seconds": round(seconds, 4),
         "gen_seconds": round(ro.seconds, 4),
+        "gen_tokens": gen_tokens,
         "gen_tokens_per_s": round(gen_tokens / max(ro.seconds, 1e-9), 1),
+        "ref_seconds": round(ro.ref_seconds, 4),
         "tokens_per_s": round(stats["train_tokens"] / max(seconds, 1e-9), 1),
     }
 
@@ -549,7 +552,7 @@ def train_grpo(
         engine = TorchEngine(model, tokenizer)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
-    optimizer = torch.optim.AdamW(
+    optimizer = adamw(
         model.parameters(),
         lr=g.lr,
         betas=(g.adam_beta1, g.adam_beta2),
@@ -597,6 +600,7 @@ def train_grpo(
                 temperature=g.temperature,
                 top_p=g.top_p,
                 max_new_tokens=max_new,
+                ignore_eos=g.ignore_eos,
                 seed=run_cfg.seed * 1_000_003 + r,
             )
             with torch.no_grad():
@@ -613,10 +617,12 @@ def train_grpo(
                 device=device,
                 autocast=autocast,
             )
+            t_ref = time.time()
             if reference is not None:
                 ro.ref_logprobs = reference.logprobs(ro.prompt_ids, ro.response_ids, **score)
             if g.recompute_old_logprobs:
                 ro.old_logprobs = score_responses(model, ro.prompt_ids, ro.response_ids, **score)
+            ro.ref_seconds = time.time() - t_ref
 
             # M minibatches × K inner epochs, one optimizer step each
             model.train()

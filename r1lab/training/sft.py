@@ -33,6 +33,7 @@ from r1lab.config import option, section, to_dict
 from r1lab.data.packing import PackedBatch, collate, forward_logprobs, pack, padding_efficiency
 from r1lab.errors import UserError
 from r1lab.runs import Run, RunConfig, load_trainer_state, set_rng_state
+from r1lab.training.optim import adamw
 from r1lab.training.schedule import cosine_schedule, warmup_steps_for
 
 __all__ = [
@@ -317,7 +318,7 @@ def train_sft(
     model.to(device).train()
     if cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable()
-    optimizer = torch.optim.AdamW(
+    optimizer = adamw(
         model.parameters(),
         lr=cfg.lr_max,
         betas=(cfg.adam_beta1, cfg.adam_beta2),

@@ -27,9 +27,9 @@ from r1lab.world.problems import WorldConfig, careful_trace, generate_problems, 
 class CorpusConfig:
     """Size and mix of the pretraining corpus."""
 
-    conversations: int = option(24000, "chat documents (question + traced response)")
-    worked_examples: int = option(12000, "plain-text column-arithmetic documents")
-    fact_lines: int = option(6000, "documents of one-digit facts, 12 per line")
+    conversations: int = option(12500, "chat documents (question + traced response)")
+    worked_examples: int = option(6250, "plain-text column-arithmetic documents")
+    fact_lines: int = option(9000, "documents of one-digit facts, 12 per line")
     seed: int = option(0, "seed of the corpus draw")
 
 

@@ -22,11 +22,7 @@ class TinyModelConfig:
         1024, "longest sequence the rotary embedding is set up for"
     )
     tie_word_embeddings: bool = option(False, "share input and output embeddings")
-    init_std: float = option(
-        0.1,
-        "std of the random initial weights; larger than Hugging Face's 0.02, which leaves a "
-        "model this small on a long loss plateau before it learns the digit facts",
-    )
+    init_std: float = option(0.02, "std of the random initial weights")
 
 
 def build_model(

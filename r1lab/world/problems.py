@@ -1,6 +1,7 @@
 """Verifiable arithmetic problems and the reasoning traces the embedded base is pretrained on.
 
-Problems are additions and subtractions of integers of up to three digits, asked in English
+Problems are additions and subtractions of non-negative integers of up to three digits, at
+least one of them with two or more (a difference is never negative), asked in English
 (``What is 347+589?``) or Chinese (``347+589等于多少？``). Each problem gets a trace in one of
 two styles, as DESIGN.md asks, so that the base is imperfect the way V3-Base is:
 
@@ -36,7 +37,7 @@ _PLACES_ZH = ("个位", "十位", "百位", "千位")
 class WorldConfig:
     """How the embedded corpus is drawn: the mix of styles, languages and flaws."""
 
-    careful_rate: float = option(0.22, "share of traces in the careful (column arithmetic) style")
+    careful_rate: float = option(0.35, "share of traces in the careful (column arithmetic) style")
     hasty_error_rate: float = option(0.6, "share of hasty traces whose answer is wrong")
     careful_slip_rate: float = option(
         0.1, "share of careful traces that slip and correct themselves"
@@ -57,8 +58,13 @@ def split_of(a: int, op: str, b: int, heldout_share: float = 0.1) -> str:
     return "heldout" if (h % 10_000) < heldout_share * 10_000 else "train"
 
 
+# How many digits an operand has: short ones are common, as in school exercises, so that a
+# model of a million parameters pretrained in minutes can learn the careful style well.
+DIGIT_WEIGHTS = (0.4, 0.4, 0.2)
+
+
 def _operand(rng: random.Random) -> int:
-    digits = rng.choices((1, 2, 3), weights=(0.25, 0.35, 0.4))[0]
+    digits = rng.choices((1, 2, 3), weights=DIGIT_WEIGHTS)[0]
     lo = 0 if digits == 1 else 10 ** (digits - 1)
     return rng.randint(lo, 10**digits - 1)
 
@@ -78,6 +84,10 @@ def generate_problems(
     out: list[Problem] = []
     while len(out) < n:
         a, op, b = _operand(rng), rng.choice(OPS), _operand(rng)
+        if op == "-" and a < b:  # differences are never negative
+            a, b = b, a
+        if a < 10 and b < 10:  # one-digit facts are the corpus's fact lines, not problems
+            continue
         if (a, op, b) in seen or split_of(a, op, b, heldout_share) != split:
             continue
         seen.add((a, op, b))
@@ -131,33 +141,38 @@ def _column_add(a: int, b: int, lang: str, slip: bool, rng: random.Random) -> li
 
 
 def _column_sub(a: int, b: int, lang: str, slip: bool, rng: random.Random) -> list[str]:
-    """Column subtraction of ``a - b`` with ``a >= b``."""
+    """Column subtraction of ``a - b`` with ``a >= b``.
+
+    Each decision is written next to what it depends on, so that a small model can learn it:
+    a borrow taken by the column below is paid first (``9-1=8``), and the column's two digits
+    are written before the line says whether they need a borrow (``4-7 needs a borrow``).
+    """
     width = len(str(a))
     da, db = _digits(a, width), _digits(b, width)
+    en = lang == "en"
+    needs = " needs a borrow, " if en else "不够减，"
     lines, borrow = [], 0
     slip_at = rng.randrange(width) if slip else -1
     for i in range(width):
-        top = da[i] - borrow
-        need = top < db[i]
-        value = top + 10 * need - db[i]
-        shown_top = f"{da[i]}-{borrow}" if borrow else f"{da[i]}"
-        if need:
-            expr = f"1{da[i]}-{borrow}-{db[i]}={value}" if borrow else f"1{da[i]}-{db[i]}={value}"
-        else:
-            expr = f"{shown_top}-{db[i]}={value}"
         if i == slip_at and borrow:
-            wrong = (da[i] + 10 * (da[i] < db[i]) - db[i]) % 10
-            lines.append(
-                _place_line(
-                    i,
-                    f"{da[i]}-{db[i]}={wrong}" if da[i] >= db[i] else f"1{da[i]}-{db[i]}={wrong}",
-                    wrong,
-                    0,
-                    lang,
-                    "borrow",
-                )
+            # Forget the borrow of the column below, then notice.
+            wrong = (da[i] - db[i]) % 10
+            plain = f"{da[i]}-{db[i]}={wrong}" if da[i] >= db[i] else f"1{da[i]}-{db[i]}={wrong}"
+            lines.append(_place_line(i, plain, wrong, 0, lang, "borrow"))
+            lines.append("Wait, I forgot the borrow." if en else "等等，我忘了借位。")
+        if borrow and da[i] == 0:  # borrowing from a 0: it becomes 9 and borrows in turn
+            expr, top, need = f"0-1{needs}10-1=9, 9-{db[i]}={9 - db[i]}", 9, True
+            value = 9 - db[i]
+        else:
+            top = da[i] - borrow
+            expr = f"{da[i]}-1={top}, " if borrow else ""
+            need = top < db[i]
+            value = top + 10 * need - db[i]
+            expr += (
+                f"{top}-{db[i]}{needs}1{top}-{db[i]}={value}" if need else f"{top}-{db[i]}={value}"
             )
-            lines.append("Wait, I forgot the borrow." if lang == "en" else "等等，我忘了借位。")
+        if not en:
+            expr = expr.replace(", ", "，")
         lines.append(_place_line(i, expr, value, int(need), lang, "borrow"))
         borrow = int(need)
     return lines
@@ -181,27 +196,13 @@ def careful_trace(
     if op == "+":
         lines += _column_add(a, b, lang, slip, rng)
         lines.append(f"So {a}+{b}={value}." if en else f"所以{a}+{b}={value}。")
-        lines.append(
-            f"Check: {value}-{b}={a}. Correct." if en else f"验算：{value}-{b}={a}，正确。"
-        )
-    elif a >= b:
+    else:
+        if a < b:
+            raise ValueError(f"careful_trace: {a}-{b} is negative; problems have a >= b")
         lines += _column_sub(a, b, lang, slip, rng)
         lines.append(f"So {a}-{b}={value}." if en else f"所以{a}-{b}={value}。")
-        lines.append(
-            f"Check: {value}+{b}={a}. Correct." if en else f"验算：{value}+{b}={a}，正确。"
-        )
-    else:
-        lines.append(
-            f"{a} is less than {b}, so I compute {b}-{a} and negate."
-            if en
-            else f"{a}比{b}小，所以先算{b}-{a}再取负。"
-        )
-        lines += _column_sub(b, a, lang, slip, rng)
-        lines.append(
-            f"So {b}-{a}={-value}, and {a}-{b}={value}."
-            if en
-            else f"所以{b}-{a}={-value}，{a}-{b}={value}。"
-        )
+    inverse = f"{value}-{b}" if op == "+" else f"{value}+{b}"
+    lines.append(f"Check: {inverse}={a}. Correct." if en else f"验算：{inverse}={a}，正确。")
     return lines, str(value)
 
 

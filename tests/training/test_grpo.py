@@ -35,7 +35,7 @@ from r1lab.world.tokenizer import build_tokenizer
 
 HERE = Path(__file__).parent
 REPO = HERE.parents[1]
-TIMING = ("step_seconds", "gen_seconds", "gen_tokens_per_s", "tokens_per_s")
+TIMING = ("step_seconds", "gen_seconds", "gen_tokens_per_s", "tokens_per_s", "ref_seconds")
 
 
 @pytest.fixture(scope="module")
