@@ -164,11 +164,10 @@ def run_r1lab(n_prompts: int, group: int, steps: int, out: Path) -> dict[str, An
         "completion_tokens": [m["gen_tokens"] for m in rows],
         "settings": {
             "engine": "TorchEngine (one prefill per prompt, slab KV cache)",
-            "training pass": "packed, no padding; sampling log-probs are pi_old",
-            "reference pass": "packed, no padding",
+            "training pass": "one response a row, sorted by length, micro-batches of "
+            f"{cfg.grpo.micro_batch_tokens} token slots; sampling log-probs are pi_old",
+            "reference pass": "same layout",
             "loss": "token-mean, eps 0.2, k3 KL",
-            "micro-batches": f"packed rows of {cfg.grpo.token_budget} tokens, "
-            f"{cfg.grpo.rows_per_micro_batch} per pass",
         },
     }
 

@@ -22,49 +22,21 @@ from __future__ import annotations
 import argparse
 import platform
 import random
-import string
 import time
 from collections.abc import Callable
 
 import torch
 import transformers
-from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+from grpo_vs_trl import char_tokenizer, workload_model  # the issue-5 workload, defined once
 from transformers import DynamicCache, GenerationConfig, PreTrainedTokenizerFast, StaticCache
 
 from r1lab.rollout.base import SamplingParams
 from r1lab.rollout.torch_engine import TorchEngine, _KVCache
-from r1lab.world.model import TinyModelConfig, build_model
 
 WORKLOADS = {  # name: (prompts, samples per prompt, new tokens)
     "issue5": (32, 16, 64),
     "small": (8, 8, 64),
 }
-
-
-def char_tokenizer() -> PreTrainedTokenizerFast:
-    """One token per printable ASCII character, plus pad, EOS and unknown (98 tokens)."""
-    specials = ["<pad>", "<eos>", "<unk>"]
-    vocab = {t: i for i, t in enumerate(specials + list(string.printable[:95]))}
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Split(Regex("."), "isolated")
-    tok.decoder = decoders.Fuse()
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tok, pad_token="<pad>", eos_token="<eos>", unk_token="<unk>"
-    )
-
-
-def issue5_model(tokenizer: PreTrainedTokenizerFast) -> torch.nn.Module:
-    torch.manual_seed(0)
-    cfg = TinyModelConfig(
-        hidden_size=128,
-        num_layers=4,
-        num_heads=4,
-        num_kv_heads=2,
-        intermediate_size=512,
-        tie_word_embeddings=False,
-    )
-    model = build_model(cfg, len(tokenizer), tokenizer.pad_token_id, tokenizer.eos_token_id)
-    return model.eval()
 
 
 def arithmetic_prompts(tokenizer: PreTrainedTokenizerFast, count: int) -> list[list[int]]:
@@ -169,7 +141,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     tokenizer = char_tokenizer()
-    model = issue5_model(tokenizer)
+    model = workload_model(tokenizer).eval()
     engine = TorchEngine(model, tokenizer)
     params = sum(p.numel() for p in model.parameters())
     print(

@@ -96,6 +96,11 @@ class PackedBatch:
     tensors: dict[str, Tensor]
     spans: dict[int, tuple[int, int, int]]
 
+    @property
+    def one_per_row(self) -> bool:
+        """Every row holds a single sequence (then plain causal attention is exact)."""
+        return len(self.spans) == self.input_ids.shape[0]
+
     def __getitem__(self, key: str) -> Tensor:
         return self.tensors[key]
 
@@ -222,9 +227,15 @@ def forward_logprobs(model: Any, batch: PackedBatch) -> Tensor:
     vocab]`` log-softmax is never materialised.
     """
     ids = batch.input_ids
-    logits = model(
-        input_ids=ids, position_ids=batch.position_ids, attention_mask=None, use_cache=False
-    ).logits
+    if batch.one_per_row:
+        # Each sequence starts its row and the padding follows it, where causal attention
+        # keeps it from every real token: no block mask is needed, and attention takes its
+        # fast causal path (on a CPU the masked path costs more than the padding saves).
+        logits = model(input_ids=ids, use_cache=False).logits
+    else:
+        logits = model(
+            input_ids=ids, position_ids=batch.position_ids, attention_mask=None, use_cache=False
+        ).logits
     nll = F.cross_entropy(
         logits[:, :-1].float().flatten(0, 1), ids[:, 1:].flatten(), reduction="none"
     ).view(ids.shape[0], -1)

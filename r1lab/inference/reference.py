@@ -1,11 +1,12 @@
-"""The reference policy of GRPO's KL term, and packed scoring of responses.
+"""The reference policy of GRPO's KL term, and batched scoring of responses.
 
 The report's inference module runs forward passes of frozen models over the rollout: the
-reference policy here, reward models later. :func:`response_logprobs` is the one packed
-forward both need, the training pass included (with gradients there): prompt + response
-sequences are packed without padding (:mod:`r1lab.data.packing`) and the log-probs of the
-response tokens come back one row per response, ``[S, T]`` with a mask, the layout that
-:func:`r1lab.training.losses.grpo_loss` takes.
+reference policy here, reward models later. :func:`response_logprobs` is the one forward
+both need, the training pass included (with gradients there): prompt + response sequences
+are laid out by :func:`micro_batches`, packed best-fit (:mod:`r1lab.data.packing`) or one a
+row sorted by length, and the log-probs of the response tokens come back one row per
+response, ``[S, T]`` with a mask, the layout that :func:`r1lab.training.losses.grpo_loss`
+takes.
 
 R1-Zero replaces the reference by the current policy every 400 steps, so the KL term holds
 the policy near where it was recently, not near the base forever.
@@ -38,12 +39,29 @@ class _Tempered:
 
 
 def micro_batches(
-    lengths: Sequence[int], budget: int, rows_per_micro_batch: int
-) -> list[list[list[int]]]:
-    """Sequences packed best-fit into rows of ``budget`` tokens, the rows grouped into
-    micro-batches of ``rows_per_micro_batch`` rows (each a list of bins of sequence ids)."""
-    bins = pack(lengths, budget)
-    return [bins[i : i + rows_per_micro_batch] for i in range(0, len(bins), rows_per_micro_batch)]
+    lengths: Sequence[int], budget: int, micro_batch_tokens: int
+) -> list[tuple[list[list[int]], int]]:
+    """The forward passes over sequences of ``lengths``: ``(rows, width)`` per micro-batch,
+    each row a list of sequence ids, every row ``width`` tokens wide.
+
+    ``budget > 0``: best-fit packing into rows of ``max(budget, longest)`` tokens,
+    ``micro_batch_tokens // width`` rows a pass. ``budget == 0``: one sequence a row, longest
+    first, so that the rows of a pass have similar lengths and the pass is as wide as its
+    longest; a pass holds up to ``micro_batch_tokens`` token slots (at least one row).
+    """
+    if budget > 0:
+        width = max(budget, *lengths) if lengths else budget
+        bins = pack(lengths, width)
+        rows = max(1, micro_batch_tokens // width)
+        return [(bins[i : i + rows], width) for i in range(0, len(bins), rows)]
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    out, i = [], 0
+    while i < len(order):
+        width = lengths[order[i]]
+        rows = max(1, micro_batch_tokens // width)
+        out.append(([[s] for s in order[i : i + rows]], width))
+        i += rows
+    return out
 
 
 def response_logprobs(
@@ -51,7 +69,7 @@ def response_logprobs(
     prompts: Sequence[Sequence[int]],
     responses: Sequence[Sequence[int]],
     bins: Sequence[Sequence[int]],
-    budget: int,
+    width: int,
     pad_token_id: int = 0,
     temperature: float = 1.0,
     device: str | torch.device = "cpu",
@@ -69,13 +87,13 @@ def response_logprobs(
         local.append(list(range(k, k + len(b))))
         k += len(b)
     seqs = [{"input_ids": [*prompts[s], *responses[s]]} for s in order]
-    batch: PackedBatch = collate(local, seqs, budget, pad_token_id).to(device)
+    batch: PackedBatch = collate(local, seqs, width, pad_token_id).to(device)
     scorer = model if temperature == 1.0 else _Tempered(model, temperature)
     packed = forward_logprobs(scorer, batch)
-    width = max((len(responses[s]) for s in order), default=0)
-    rows = torch.zeros(len(order), max(width, 1), dtype=torch.long)
+    longest = max((len(responses[s]) for s in order), default=0)
+    rows = torch.zeros(len(order), max(longest, 1), dtype=torch.long)
     cols = torch.zeros_like(rows)
-    mask = torch.zeros(len(order), max(width, 1), dtype=torch.bool)
+    mask = torch.zeros(len(order), max(longest, 1), dtype=torch.bool)
     for i, s in enumerate(order):
         row, start, _ = batch.spans[i]
         n = len(responses[s])
@@ -111,26 +129,26 @@ class ReferencePolicy:
         return score_responses(self.model, prompts, responses, **kw)
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def score_responses(
     model: Any,
     prompts: Sequence[Sequence[int]],
     responses: Sequence[Sequence[int]],
     budget: int,
-    rows_per_micro_batch: int,
+    micro_batch_tokens: int,
     pad_token_id: int = 0,
     temperature: float = 1.0,
     device: str | torch.device = "cpu",
     autocast: Any = None,
 ) -> list[Tensor]:
     """Log-probs of every response under ``model`` (no gradients), a 1-d CPU tensor each,
-    computed in packed micro-batches."""
+    computed in the micro-batches of :func:`micro_batches`."""
     out: list[Tensor] = [torch.zeros(0)] * len(responses)
     lengths = [len(p) + len(r) for p, r in zip(prompts, responses, strict=True)]
-    for bins in micro_batches(lengths, budget, rows_per_micro_batch):
+    for bins, width in micro_batches(lengths, budget, micro_batch_tokens):
         with autocast() if autocast else contextlib.nullcontext():
             logp, _, order = response_logprobs(
-                model, prompts, responses, bins, budget, pad_token_id, temperature, device
+                model, prompts, responses, bins, width, pad_token_id, temperature, device
             )
         logp = logp.float().cpu()
         for i, s in enumerate(order):

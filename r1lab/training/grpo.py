@@ -121,12 +121,19 @@ class GRPOConfig:
         "the next chunk generates",
     )
     token_budget: int = option(
-        1024,
-        "tokens per packed row of the training pass (raised to the longest prompt + response)",
+        0,
+        "layout of the reference and training passes: 0 puts one response a row, rows sorted "
+        "by length so that a pass pads little and attention stays plain causal (fastest on a "
+        "CPU, where a packed row's block mask costs more than the padding it saves); N > 0 "
+        "packs best-fit into rows of N tokens (raised to the longest prompt + response), as "
+        "the report's training module does, for varlen attention on GPUs",
         report=32768,
     )
-    rows_per_micro_batch: int = option(
-        4, "packed rows per forward/backward pass; a step accumulates over its micro-batches"
+    micro_batch_tokens: int = option(
+        2048,
+        "token slots per forward/backward pass (at least one row); a step accumulates over "
+        "its micro-batches, with the same gradient however it is split",
+        report=65536,
     )
     max_grad_norm: float = option(1.0, "clip the global gradient norm to this (0: no clipping)")
     weight_decay: float = option(0.0, "AdamW weight decay (not given in the report)")
@@ -271,11 +278,10 @@ def train_step(
     sums: dict[str, float] = {}
     lows, highs = [], []
     lengths = [len(p) + len(r) for p, r in zip(prompts, responses, strict=True)]
-    budget = max([cfg.token_budget, *lengths])
-    for bins in micro_batches(lengths, budget, cfg.rows_per_micro_batch) if idx else []:
+    for bins, row_tokens in micro_batches(lengths, cfg.token_budget, cfg.micro_batch_tokens):
         with autocast():
             logp, mask, order = response_logprobs(
-                model, prompts, responses, bins, budget, pad_token_id, cfg.temperature, device
+                model, prompts, responses, bins, row_tokens, pad_token_id, cfg.temperature, device
             )
         rows = [idx[s] for s in order]
         width = logp.shape[1]
@@ -370,10 +376,12 @@ class _Resumable:
 def _check(cfg: GRPOConfig, loss_cfg: GRPOLossConfig) -> None:
     for key in (
         "steps", "prompts_per_step", "group_size", "minibatches", "inner_epochs",
-        "max_new_tokens", "rollout_chunk", "token_budget", "rows_per_micro_batch",
+        "max_new_tokens", "rollout_chunk", "micro_batch_tokens",
     ):  # fmt: skip
         if getattr(cfg, key) < 1:
             raise UserError(f"grpo.{key} must be >= 1, got {getattr(cfg, key)}")
+    if cfg.token_budget < 0:
+        raise UserError(f"grpo.token_budget must be >= 0, got {cfg.token_budget}")
     per_rollout = cfg.minibatches * cfg.inner_epochs
     if cfg.steps % per_rollout:
         raise UserError(
@@ -610,8 +618,8 @@ def train_grpo(
 
             # [reference log-probs], [π_old recomputed]
             score = dict(
-                budget=max(g.token_budget, max(map(len, prompt_ids)) + max_new),
-                rows_per_micro_batch=g.rows_per_micro_batch,
+                budget=g.token_budget,
+                micro_batch_tokens=g.micro_batch_tokens,
                 pad_token_id=pad_id,
                 temperature=g.temperature,
                 device=device,

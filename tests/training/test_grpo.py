@@ -112,7 +112,7 @@ def _rollout(model, tokenizer, rewards, group_size, seed=0, noise=0.3):
         ).tolist()
         for _ in range(n)
     ]
-    exact = score_responses(model, prompt_ids, responses, budget=64, rows_per_micro_batch=4)
+    exact = score_responses(model, prompt_ids, responses, budget=64, micro_batch_tokens=256)
     old = [x + noise * torch.randn(x.shape, generator=g) for x in exact]
     ref = [x + noise * torch.randn(x.shape, generator=g) for x in exact]
     r = torch.tensor(rewards, dtype=torch.float32)
@@ -152,15 +152,23 @@ def test_step_gradient_does_not_depend_on_micro_batching(tokenizer, agg):
     ro = _rollout(model, tokenizer, rewards, group_size=4)
     loss_cfg = GRPOLossConfig(beta=0.05, loss_agg=agg)
     idx = [0, 2, 3, 5, 6, 8, 9, 11]
-    one = GRPOConfig(token_budget=512, rows_per_micro_batch=64, max_grad_norm=0)
-    many = GRPOConfig(token_budget=20, rows_per_micro_batch=1, max_grad_norm=0)
-    s1, g1 = _step(copy.deepcopy(model), ro, idx, one, loss_cfg)
-    s2, g2 = _step(copy.deepcopy(model), ro, idx, many, loss_cfg)
+    # one packed pass; many small packed passes; one response a row (plain causal) in
+    # passes of two rows; the same, all in one pass
+    layouts = [(512, 512), (20, 20), (0, 40), (0, 4096)]
+    steps = [
+        _step(
+            copy.deepcopy(model), ro, idx,
+            GRPOConfig(token_budget=b, micro_batch_tokens=t, max_grad_norm=0), loss_cfg,
+        )
+        for b, t in layouts
+    ]  # fmt: skip
+    s1, g1 = steps[0]
     assert s1["clip_frac"] > 0  # the noise makes some ratios leave the clip range
-    for k in ("loss", "pg_loss", "kl", "clip_frac"):
-        assert s1[k] == pytest.approx(s2[k], abs=1e-5), k
-    for a, b in zip(g1, g2, strict=True):
-        close(a, b, tol=1e-5)
+    for s2, g2 in steps[1:]:
+        for k in ("loss", "pg_loss", "kl", "clip_frac"):
+            assert s1[k] == pytest.approx(s2[k], abs=1e-5), k
+        for a, b in zip(g1, g2, strict=True):
+            close(a, b, tol=1e-5)
     # the step saw every response of idx
     assert s1["train_tokens"] == sum(len(ro.response_ids[i]) for i in idx)
 
@@ -468,9 +476,10 @@ def test_sampling_logprobs_equal_the_training_forward(tokenizer, temperature):
     out = TorchEngine(model, tokenizer).generate(prompts, params)
     flat_prompts = [p for p, group in zip(prompts, out, strict=True) for _ in group]
     comps = [c for group in out for c in group]
-    scored = score_responses(
-        model, flat_prompts, [c.token_ids for c in comps], budget=32, rows_per_micro_batch=2,
-        temperature=temperature,
-    )  # fmt: skip
-    for c, s in zip(comps, scored, strict=True):
-        close(torch.tensor(c.logprobs), s, tol=1e-4)
+    for budget in (32, 0):  # packed rows, and one response a row
+        scored = score_responses(
+            model, flat_prompts, [c.token_ids for c in comps], budget=budget,
+            micro_batch_tokens=64, temperature=temperature,
+        )  # fmt: skip
+        for c, s in zip(comps, scored, strict=True):
+            close(torch.tensor(c.logprobs), s, tol=1e-4)
