@@ -117,7 +117,8 @@ def run_r1lab(n_prompts: int, group: int, steps: int, out: Path) -> dict[str, An
     from r1lab.config import load_config
     from r1lab.data.problem import Problem
     from r1lab.runs import Run
-    from r1lab.training.grpo import GRPOStageConfig, train_grpo
+    from r1lab.training.grpo import train_grpo
+    from r1lab.training.grpo_config import GRPOStageConfig
 
     tokenizer = char_tokenizer()
     model = workload_model(tokenizer)

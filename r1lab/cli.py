@@ -35,7 +35,7 @@ class Stage(NamedTuple):
 STAGES: dict[str, Stage] = {
     "pretrain": Stage("r1lab.stages.pretrain:PretrainStageConfig", "r1lab.stages.pretrain:run_pretrain_stage", "build the embedded base model (it stands in for DeepSeek-V3-Base)"),
     "sft": Stage("r1lab.training.sft:SFTStageConfig", "r1lab.training.sft:run_sft_stage", "supervised fine-tuning of a model folder on a JSONL/Parquet file of examples"),
-    "grpo": Stage("r1lab.training.grpo:GRPOStageConfig", "r1lab.training.grpo:run_grpo_stage", "GRPO reinforcement learning on a task's verifiable problems"),
+    "grpo": Stage("r1lab.training.grpo_config:GRPOStageConfig", "r1lab.training.grpo:run_grpo_stage", "GRPO reinforcement learning on a task's verifiable problems"),
     "zero": Stage("r1lab.stages.zero:ZeroConfig", "r1lab.stages.zero:run_zero", "the R1-Zero path: base -> eval -> GRPO (accuracy + format) -> eval"),
     "eval": Stage("r1lab.eval.evaluate:EvalConfig", "r1lab.eval.evaluate:run_eval_stage", "sample k responses per problem of a task and report pass@1 and cons@k"),
 }

@@ -87,6 +87,23 @@ class Run:
     def latest_checkpoint(self) -> Path | None:
         return latest_checkpoint(self.checkpoints)
 
+    def restore(self, model: Any, optimizer: Any, scheduler: Any) -> dict[str, Any]:
+        """Continue from the latest complete checkpoint: its weights, optimizer, scheduler and
+        RNG state go into the live objects, the metric lines logged after it are dropped (they
+        will be logged again), and its saved ``state`` (``step``, …) is returned; ``{}`` and
+        no metrics kept when there is no checkpoint yet."""
+        checkpoint = self.latest_checkpoint()
+        state: dict[str, Any] = {}
+        if checkpoint is not None:
+            load_weights(model, checkpoint)
+            saved = load_trainer_state(checkpoint)
+            optimizer.load_state_dict(saved["optimizer"])
+            scheduler.load_state_dict(saved["scheduler"])
+            set_rng_state(saved["rng"])
+            state = saved["state"]
+        self.truncate_metrics(int(state.get("step", 0)))
+        return state
+
     def save_checkpoint(
         self,
         step: int,
@@ -143,6 +160,33 @@ def latest_checkpoint(folder: Path) -> Path | None:
 
 def load_trainer_state(checkpoint: Path) -> dict[str, Any]:
     return torch.load(checkpoint / "trainer_state.pt", weights_only=False)
+
+
+def load_weights(model: torch.nn.Module, folder: str | Path) -> None:
+    """Load a Hugging Face folder's safetensors weights into ``model`` in place.
+
+    Keys missing from the files are accepted only where the model ties them to a loaded
+    parameter (``save_pretrained`` writes tied embeddings once).
+    """
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():
+        files = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+    else:
+        files = ["model.safetensors"]
+    state: dict[str, torch.Tensor] = {}
+    for name in files:
+        state.update(load_file(folder / name))
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    params = dict(model.named_parameters(remove_duplicate=False))
+    loaded = {id(params[k]) for k in state if k in params}
+    untied = [k for k in missing if k not in params or id(params[k]) not in loaded]
+    if unexpected or untied:
+        raise UserError(
+            f"{folder}: weights do not fit the model (missing {untied[:3]}, unexpected {unexpected[:3]})"
+        )
 
 
 def save_model(model: Any, tokenizer: Any, folder: Path) -> None:

@@ -25,7 +25,7 @@ from r1lab.errors import UserError
 from r1lab.rewards.pool import RewardsConfig
 from r1lab.runs import Run, RunConfig
 from r1lab.stages.pretrain import PretrainStageConfig
-from r1lab.training.grpo import GRPOConfig, GRPOStageConfig
+from r1lab.training.grpo_config import GRPOConfig, GRPOStageConfig
 from r1lab.training.losses import GRPOLossConfig
 
 __all__ = ["ZeroConfig", "ZeroEvalConfig", "compare_table", "run_zero"]

@@ -31,16 +31,15 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from r1lab.config import option, section, to_dict
+from r1lab.config import to_dict
 from r1lab.data.problem import Problem
-from r1lab.data.tasks import TaskConfig, load_task, prompt_template_for, render_prompt
+from r1lab.data.tasks import load_task
 from r1lab.errors import UserError
 from r1lab.inference.reference import (
     ReferencePolicy,
@@ -48,196 +47,26 @@ from r1lab.inference.reference import (
     response_logprobs,
     score_responses,
 )
-from r1lab.rewards.base import Sample
-from r1lab.rewards.pool import RewardPool, RewardsConfig, RewardSpec
 from r1lab.rollout.base import RolloutEngine, SamplingParams
-from r1lab.runs import Run, RunConfig, load_trainer_state, set_rng_state
-from r1lab.training.losses import GRPOLossConfig, group_advantages, grpo_loss
+from r1lab.runs import Run
+from r1lab.training.grpo_config import (
+    GRPOConfig,
+    GRPOStageConfig,
+    check_config,
+    max_new_tokens_at,
+)
+from r1lab.training.grpo_rollout import (
+    PromptStream,
+    Rollout,
+    batch_metrics,
+    generate_rollout,
+    reward_pool,
+)
+from r1lab.training.losses import GRPOLossConfig, grpo_loss
 from r1lab.training.optim import adamw
 from r1lab.training.schedule import cosine_schedule
 
-__all__ = [
-    "GRPOConfig",
-    "GRPOStageConfig",
-    "Rollout",
-    "run_grpo_stage",
-    "train_grpo",
-]
-
-
-@dataclass
-class GRPOConfig:
-    """Sampling, batching and optimisation of GRPO. The tiny defaults train the embedded
-    base on 2 CPU cores in minutes; ``report`` gives the R1-Zero values."""
-
-    steps: int = option(
-        96, "optimizer steps; a multiple of minibatches × inner_epochs", report=10400
-    )
-    prompts_per_step: int = option(
-        16, "prompts per optimizer step (its batch is prompts_per_step × group_size)", report=32
-    )
-    group_size: int = option(8, "responses sampled per prompt (G)", report=16)
-    minibatches: int = option(
-        2,
-        "optimizer steps per rollout: a rollout samples prompts_per_step × minibatches "
-        "prompts and splits the responses at random into this many minibatches",
-        report=16,
-    )
-    inner_epochs: int = option(
-        1, "passes over each rollout (each with a fresh random split into minibatches)"
-    )
-    temperature: float = option(1.0, "rollout sampling temperature")
-    top_p: float = option(1.0, "rollout nucleus sampling (1.0: off)")
-    ignore_eos: bool = option(
-        False, "sample every response to the length limit, past EOS (for benchmarks)"
-    )
-    max_new_tokens: int = option(160, "response length limit at step 0", report=32768)
-    max_new_tokens_schedule: dict[int, int] = option(
-        {},
-        "step -> response length limit from that step on (applied from the first rollout "
-        "that starts at or after the step)",
-        report={8200: 65536},
-    )
-    lr: float = option(
-        1e-4, "learning rate (constant after warm-up unless lr_min is set)", report=3e-6
-    )
-    lr_min: float | None = option(None, "cosine decay to this learning rate (null: constant)")
-    warmup_steps: int = option(0, "linear warm-up steps")
-    ref_reset_every: int = option(
-        32,
-        "replace the reference policy by the current policy every N steps (0: never), at the "
-        "first rollout boundary at or after each multiple of N",
-        report=400,
-    )
-    recompute_old_logprobs: bool = option(
-        False,
-        "recompute π_old with a training forward pass after each rollout instead of using "
-        "the engine's sampling log-probs; needed when the engine's numerics differ from "
-        "training (vLLM, bfloat16)",
-    )
-    rollout_chunk: int = option(
-        16,
-        "prompts per generate call; each chunk's rewards are scored in the reward pool while "
-        "the next chunk generates",
-    )
-    token_budget: int = option(
-        0,
-        "layout of the reference and training passes: 0 puts one response a row, rows sorted "
-        "by length so that a pass pads little and attention stays plain causal (fastest on a "
-        "CPU, where a packed row's block mask costs more than the padding it saves); N > 0 "
-        "packs best-fit into rows of N tokens (raised to the longest prompt + response), as "
-        "the report's training module does, for varlen attention on GPUs",
-        report=32768,
-    )
-    micro_batch_tokens: int = option(
-        2048,
-        "token slots per forward/backward pass (at least one row); a step accumulates over "
-        "its micro-batches, with the same gradient however it is split",
-        report=65536,
-    )
-    max_grad_norm: float = option(1.0, "clip the global gradient norm to this (0: no clipping)")
-    weight_decay: float = option(0.0, "AdamW weight decay (not given in the report)")
-    adam_beta1: float = option(0.9, "AdamW beta1")
-    adam_beta2: float = option(0.99, "AdamW beta2")
-    adam_eps: float = option(1e-8, "AdamW epsilon")
-    dtype: str = option(
-        "auto", "compute dtype: float32, bfloat16 (autocast) or auto (bfloat16 on CUDA)"
-    )
-    device: str = option("auto", "cpu, cuda, or auto (cuda when available)")
-
-
-@dataclass
-class GRPOStageConfig:
-    """``r1lab grpo``: reinforce a model on a task's verifiable problems."""
-
-    model: str = option("runs/pretrain/final", "model folder to start from (Hugging Face format)")
-    tokenizer: str = option("", "tokenizer folder (empty: the model folder)")
-    task: TaskConfig = section(TaskConfig, split="train", limit=4096)
-    grpo: GRPOConfig = section(GRPOConfig)
-    loss: GRPOLossConfig = section(GRPOLossConfig)
-    rewards: RewardsConfig = section(RewardsConfig)
-    run: RunConfig = section(RunConfig)
-
-
-# --- the rollout batch --------------------------------------------------------------------
-
-
-@dataclass
-class Rollout:
-    """One rollout batch. Response ``i`` belongs to prompt group ``i // G``."""
-
-    problems: list[Problem]  # per response
-    prompt_ids: list[list[int]]
-    response_ids: list[list[int]]
-    old_logprobs: list[Tensor]  # π_old: the sampling policy's log-prob of each token
-    truncated: list[bool]
-    texts: list[str]
-    rewards: Tensor  # [N] Σ weight · reward
-    per_reward: dict[str, list[float]]
-    failures: dict[str, int]
-    advantages: Tensor  # [N]
-    group_size: int
-    seconds: float  # generation until the last reward arrived
-    ref_logprobs: list[Tensor] | None = None
-    ref_seconds: float = 0.0  # the reference pass (and π_old recomputed, when configured)
-
-
-def generate_rollout(
-    engine: RolloutEngine,
-    pool: RewardPool,
-    problems: list[Problem],
-    prompt_ids: list[list[int]],
-    params: SamplingParams,
-    chunk: int,
-    loss_cfg: GRPOLossConfig,
-) -> Rollout:
-    """Sample ``params.n`` responses per prompt, score them and compute group advantages.
-
-    Generation runs in chunks of ``chunk`` prompts (each with its own seed, derived from
-    ``params.seed``), and each chunk goes to the reward pool as soon as it is sampled.
-    """
-    started = time.time()
-    g = params.n
-    out: dict[str, list] = {k: [] for k in ("p", "prompt", "resp", "logp", "trunc", "text")}
-    futures = []
-    for c, start in enumerate(range(0, len(prompt_ids), chunk)):
-        chunk_params = SamplingParams(**{**vars(params), "seed": params.seed * 1009 + c})
-        groups = engine.generate(prompt_ids[start : start + chunk], chunk_params)
-        samples = []
-        for k, completions in enumerate(groups):
-            problem, ids = problems[start + k], prompt_ids[start + k]
-            if len(completions) != g:
-                raise RuntimeError(f"engine returned {len(completions)} completions, not {g}")
-            for comp in completions:
-                if len(comp.logprobs) != len(comp.token_ids):
-                    raise RuntimeError("engine returned log-probs that do not match the tokens")
-                truncated = comp.finish_reason == "length"
-                out["p"].append(problem)
-                out["prompt"].append(ids)
-                out["resp"].append(list(comp.token_ids))
-                out["logp"].append(torch.tensor(comp.logprobs, dtype=torch.float32))
-                out["trunc"].append(truncated)
-                out["text"].append(comp.text)
-                meta = {**problem.meta, "answer": problem.answer}
-                samples.append(Sample(problem.question, comp.text, meta, truncated))
-        futures.append(pool.submit(samples))
-    results = [f.result() for f in futures]
-
-    names = list(results[0].per_reward) if results else []
-    per_reward = {n: [v for r in results for v in r.per_reward[n]] for n in names}
-    failures = {n: sum(r.failures.get(n, 0) for r in results) for n in names}
-    rewards = torch.tensor([v for r in results for v in r.total], dtype=torch.float32)
-    adv = group_advantages(
-        rewards,
-        g,
-        scale=loss_cfg.scale_rewards,
-        unbiased=loss_cfg.std_unbiased,
-        eps=loss_cfg.adv_eps,
-    )
-    return Rollout(
-        out["p"], out["prompt"], out["resp"], out["logp"], out["trunc"], out["text"],
-        rewards, per_reward, failures, adv, g, time.time() - started,
-    )  # fmt: skip
+__all__ = ["run_grpo_stage", "train_grpo", "train_step"]
 
 
 # --- one optimizer step -------------------------------------------------------------------
@@ -324,31 +153,6 @@ def _with_norm(cfg: GRPOLossConfig, norm_len: int) -> GRPOLossConfig:
     return GRPOLossConfig(**{**vars(cfg), "norm_len": norm_len})
 
 
-def batch_metrics(ro: Rollout, idx: list[int]) -> dict[str, float]:
-    """Reward means, accuracy, format rate, language consistency, lengths, truncation and
-    the entropy estimate of the responses ``idx``."""
-    n = max(len(idx), 1)
-    lengths = [len(ro.response_ids[i]) for i in idx]
-    out: dict[str, float] = {"reward/total": float(ro.rewards[idx].mean()) if idx else 0.0}
-    for name, values in ro.per_reward.items():
-        out[f"reward/{name}"] = sum(values[i] for i in idx) / n
-    named = {"accuracy": "accuracy", "format": "format_rate", "language": "language_consistency"}
-    for name, key in named.items():
-        if name in ro.per_reward:
-            out[key] = out[f"reward/{name}"]
-    tokens = sum(lengths)
-    # -log π_old of the sampled tokens averages to the policy's entropy per token: an
-    # unbiased estimate that needs no full-vocabulary softmax.
-    nll = sum(float(-ro.old_logprobs[i].sum()) for i in idx)
-    out.update(
-        response_len_mean=tokens / n,
-        response_len_max=max(lengths, default=0),
-        truncated=sum(ro.truncated[i] for i in idx) / n,
-        entropy=nll / max(tokens, 1),
-    )
-    return out
-
-
 # --- the loop -----------------------------------------------------------------------------
 
 
@@ -373,50 +177,6 @@ class _Resumable:
             self.with_reference = True
 
 
-def _check(cfg: GRPOConfig, loss_cfg: GRPOLossConfig) -> None:
-    for key in (
-        "steps", "prompts_per_step", "group_size", "minibatches", "inner_epochs",
-        "max_new_tokens", "rollout_chunk", "micro_batch_tokens",
-    ):  # fmt: skip
-        if getattr(cfg, key) < 1:
-            raise UserError(f"grpo.{key} must be >= 1, got {getattr(cfg, key)}")
-    if cfg.token_budget < 0:
-        raise UserError(f"grpo.token_budget must be >= 0, got {cfg.token_budget}")
-    per_rollout = cfg.minibatches * cfg.inner_epochs
-    if cfg.steps % per_rollout:
-        raise UserError(
-            f"grpo.steps ({cfg.steps}) must be a multiple of minibatches × inner_epochs "
-            f"({per_rollout}): a rollout is trained whole"
-        )
-    if cfg.temperature <= 0 or not 0 < cfg.top_p <= 1:
-        raise UserError("grpo needs temperature > 0 and 0 < top_p <= 1")
-    if cfg.ref_reset_every < 0:
-        raise UserError("grpo.ref_reset_every must be >= 0")
-    for step, length in cfg.max_new_tokens_schedule.items():
-        if not isinstance(step, int) or not isinstance(length, int) or step < 0 or length < 1:
-            raise UserError(
-                f"grpo.max_new_tokens_schedule: expected step: length integers, got "
-                f"{step!r}: {length!r}"
-            )
-    if loss_cfg.beta < 0:
-        raise UserError("loss.beta must be >= 0")
-
-
-def max_new_tokens_at(cfg: GRPOConfig, step: int) -> int:
-    """The response length limit for a rollout that starts after ``step`` steps."""
-    value = cfg.max_new_tokens
-    for start, length in sorted(cfg.max_new_tokens_schedule.items()):
-        if step >= start:
-            value = length
-    return value
-
-
-def _prompt_order(n: int, seed: int, epoch: int) -> list[int]:
-    # Seeded by (seed, epoch) alone, so a resumed run rebuilds it without replaying RNG.
-    gen = torch.Generator().manual_seed(seed * 100_003 + epoch + 7)
-    return torch.randperm(n, generator=gen).tolist()
-
-
 def _minibatch_split(n: int, parts: int, seed: int, rollout: int, epoch: int) -> list[list[int]]:
     gen = torch.Generator().manual_seed((seed * 1_000_003 + rollout) * 101 + epoch)
     perm = torch.randperm(n, generator=gen).tolist()
@@ -439,42 +199,6 @@ def _device_and_autocast(cfg: GRPOConfig) -> tuple[torch.device, Any]:
     if dtype == "bfloat16":
         return dev, lambda: torch.autocast(dev.type, dtype=torch.bfloat16)
     raise UserError(f"grpo.dtype must be float32, bfloat16 or auto, got '{cfg.dtype}'")
-
-
-def reward_pool(cfg: RewardsConfig) -> RewardPool:
-    """The configured rewards, plus those of ``cfg.metrics`` at weight 0, for the metrics."""
-    specs = cfg.specs()
-    names = {s.name for s in specs}
-    for name in cfg.metrics:
-        if name not in names:
-            specs.append(RewardSpec(name, 0.0, inline=name in cfg.inline))
-    return RewardPool(specs, cfg.workers, cfg.timeout_s, cfg.chunk_size, cfg.start_method)
-
-
-class PromptStream:
-    """The run's prompts in order: the task reshuffled every epoch (seeded by the run's seed
-    and the epoch, so a resumed run rebuilds the order without replaying RNG), each prompt
-    rendered once."""
-
-    def __init__(self, problems: list[Problem], tokenizer: Any, task: TaskConfig, seed: int):
-        self.problems, self.tokenizer, self.task, self.seed = problems, tokenizer, task, seed
-        self._orders: dict[int, list[int]] = {}
-        self._ids: dict[int, list[int]] = {}
-
-    def take(self, start: int, count: int) -> tuple[list[Problem], list[list[int]]]:
-        """Prompts ``start .. start + count - 1`` of the run: problems and token ids."""
-        chosen = []
-        for k in range(start, start + count):
-            epoch, j = divmod(k, len(self.problems))
-            if epoch not in self._orders:
-                self._orders[epoch] = _prompt_order(len(self.problems), self.seed, epoch)
-            chosen.append(self._orders[epoch][j])
-        for i in chosen:
-            if i not in self._ids:
-                p = self.problems[i]
-                template = prompt_template_for(self.task, p)
-                self._ids[i] = render_prompt(self.tokenizer, p, template)
-        return [self.problems[i] for i in chosen], [self._ids[i] for i in chosen]
 
 
 def _reset_due(every: int, step: int, ref_step: int) -> bool:
@@ -546,10 +270,8 @@ def train_grpo(
     """
     from tqdm.auto import tqdm
 
-    from r1lab.training.sft import load_weights
-
     g, loss_cfg, run_cfg = cfg.grpo, cfg.loss, cfg.run
-    _check(g, loss_cfg)
+    check_config(g, loss_cfg)
     if not problems:
         raise UserError("grpo: the task has no problems")
     device, autocast = _device_and_autocast(g)
@@ -573,17 +295,8 @@ def train_grpo(
     resumable = _Resumable(scheduler, reference)
 
     per_rollout = g.minibatches * g.inner_epochs  # optimizer steps per rollout
-    start, ref_step = 0, 0
-    checkpoint = run.latest_checkpoint() if resume else None
-    if checkpoint is not None:
-        load_weights(model, checkpoint)
-        saved = load_trainer_state(checkpoint)
-        optimizer.load_state_dict(saved["optimizer"])
-        resumable.load_state_dict(saved["scheduler"])
-        set_rng_state(saved["rng"])
-        start, ref_step = int(saved["state"]["step"]), int(saved["state"].get("ref_step", 0))
-    if resume:
-        run.truncate_metrics(start)
+    state = run.restore(model, optimizer, resumable) if resume else {}
+    start, ref_step = int(state.get("step", 0)), int(state.get("ref_step", 0))
 
     prompts = PromptStream(problems, tokenizer, cfg.task, run_cfg.seed)
     pool = reward_pool(cfg.rewards)

@@ -20,11 +20,9 @@ tokens of micro-batches with few loss tokens.)
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -32,7 +30,7 @@ import torch
 from r1lab.config import option, section, to_dict
 from r1lab.data.packing import PackedBatch, collate, forward_logprobs, pack, padding_efficiency
 from r1lab.errors import UserError
-from r1lab.runs import Run, RunConfig, load_trainer_state, set_rng_state
+from r1lab.runs import Run, RunConfig
 from r1lab.training.optim import adamw
 from r1lab.training.schedule import cosine_schedule, warmup_steps_for
 
@@ -40,7 +38,6 @@ __all__ = [
     "SFTConfig",
     "SFTDataConfig",
     "SFTStageConfig",
-    "load_weights",
     "run_sft_stage",
     "tokenize_examples",
     "train_sft",
@@ -250,33 +247,6 @@ def _autocast(dtype: str, device: torch.device) -> Any:
     raise UserError(f"sft.dtype must be float32, bfloat16 or auto, got '{dtype}'")
 
 
-def load_weights(model: torch.nn.Module, folder: str | Path) -> None:
-    """Load a Hugging Face folder's safetensors weights into ``model`` in place.
-
-    Keys missing from the files are accepted only where the model ties them to a loaded
-    parameter (``save_pretrained`` writes tied embeddings once).
-    """
-    from safetensors.torch import load_file
-
-    folder = Path(folder)
-    index = folder / "model.safetensors.index.json"
-    if index.is_file():
-        files = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-    else:
-        files = ["model.safetensors"]
-    state: dict[str, torch.Tensor] = {}
-    for name in files:
-        state.update(load_file(folder / name))
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    params = dict(model.named_parameters(remove_duplicate=False))
-    loaded = {id(params[k]) for k in state if k in params}
-    untied = [k for k in missing if k not in params or id(params[k]) not in loaded]
-    if unexpected or untied:
-        raise UserError(
-            f"{folder}: weights do not fit the model (missing {untied[:3]}, unexpected {unexpected[:3]})"
-        )
-
-
 def train_sft(
     model: Any,
     tokenizer: Any,
@@ -328,17 +298,8 @@ def train_sft(
     warmup = warmup_steps_for(total_steps, cfg.warmup_steps, cfg.warmup_ratio)
     scheduler = cosine_schedule(optimizer, total_steps, cfg.lr_max, cfg.lr_min, warmup)
 
-    start = 0
-    checkpoint = run.latest_checkpoint() if resume else None
-    if checkpoint is not None:
-        load_weights(model, checkpoint)
-        saved = load_trainer_state(checkpoint)
-        optimizer.load_state_dict(saved["optimizer"])
-        scheduler.load_state_dict(saved["scheduler"])
-        set_rng_state(saved["rng"])
-        start = int(saved["state"]["step"])
-    if resume:
-        run.truncate_metrics(start)  # lines logged after the checkpoint are replayed
+    state = run.restore(model, optimizer, scheduler) if resume else {}
+    start = int(state.get("step", 0))
 
     pad_id = (
         tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id

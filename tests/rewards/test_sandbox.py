@@ -22,11 +22,9 @@ from r1lab.rewards.sandbox import (
     Sandbox,
     SandboxPool,
     SandboxUnavailable,
-    _Codec,
-    _ProtocolError,
-    _Proxy,
     seccomp_filter,
 )
+from r1lab.rewards.sandbox.protocol import _Codec, _ProtocolError, _Proxy
 
 needs_bwrap = pytest.mark.skipif(
     shutil.which("bwrap") is None, reason="bubblewrap (bwrap) is not installed"

@@ -20,14 +20,9 @@ from r1lab.config import load_config
 from r1lab.errors import UserError
 from r1lab.inference.reference import score_responses
 from r1lab.runs import Run, RunConfig
-from r1lab.training.grpo import (
-    GRPOConfig,
-    GRPOStageConfig,
-    Rollout,
-    max_new_tokens_at,
-    train_grpo,
-    train_step,
-)
+from r1lab.training.grpo import train_grpo, train_step
+from r1lab.training.grpo_config import GRPOConfig, GRPOStageConfig, max_new_tokens_at
+from r1lab.training.grpo_rollout import Rollout
 from r1lab.training.losses import GRPOLossConfig, group_advantages, grpo_loss
 from r1lab.world.model import TinyModelConfig, build_model
 from r1lab.world.problems import generate_problems
@@ -193,7 +188,7 @@ def test_rewards_of_a_chunk_are_scored_while_the_next_chunk_generates():
     from r1lab.data.problem import Problem
     from r1lab.rewards.pool import RewardResult
     from r1lab.rollout.base import Completion, SamplingParams
-    from r1lab.training.grpo import generate_rollout
+    from r1lab.training.grpo_rollout import generate_rollout
 
     events = []
 
@@ -366,7 +361,8 @@ import torch
 torch.set_num_threads(1)
 import r1lab.runs
 from r1lab.config import load_config
-from r1lab.training.grpo import GRPOStageConfig, run_grpo_stage
+from r1lab.training.grpo import run_grpo_stage
+from r1lab.training.grpo_config import GRPOStageConfig
 
 if __name__ == "__main__":
     pause = float(os.environ.get("PAUSE_AFTER_STEP", "0"))

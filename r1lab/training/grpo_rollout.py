@@ -1,0 +1,165 @@
+"""GRPO's rollout batch: the run's prompts in order, P prompts × G responses from the rollout
+engine scored by the reward pool, the group-relative advantages, and the batch's metrics."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from r1lab.data.problem import Problem
+from r1lab.data.tasks import TaskConfig, prompt_template_for, render_prompt
+from r1lab.rewards.base import Sample
+from r1lab.rewards.pool import RewardPool, RewardsConfig, RewardSpec
+from r1lab.rollout.base import RolloutEngine, SamplingParams
+from r1lab.training.losses import GRPOLossConfig, group_advantages
+
+__all__ = ["PromptStream", "Rollout", "batch_metrics", "generate_rollout", "reward_pool"]
+
+
+@dataclass
+class Rollout:
+    """One rollout batch. Response ``i`` belongs to prompt group ``i // G``."""
+
+    problems: list[Problem]  # per response
+    prompt_ids: list[list[int]]
+    response_ids: list[list[int]]
+    old_logprobs: list[Tensor]  # π_old: the sampling policy's log-prob of each token
+    truncated: list[bool]
+    texts: list[str]
+    rewards: Tensor  # [N] Σ weight · reward
+    per_reward: dict[str, list[float]]
+    failures: dict[str, int]
+    advantages: Tensor  # [N]
+    group_size: int
+    seconds: float  # generation until the last reward arrived
+    ref_logprobs: list[Tensor] | None = None
+    ref_seconds: float = 0.0  # the reference pass (and π_old recomputed, when configured)
+
+
+def generate_rollout(
+    engine: RolloutEngine,
+    pool: RewardPool,
+    problems: list[Problem],
+    prompt_ids: list[list[int]],
+    params: SamplingParams,
+    chunk: int,
+    loss_cfg: GRPOLossConfig,
+) -> Rollout:
+    """Sample ``params.n`` responses per prompt, score them and compute group advantages.
+
+    Generation runs in chunks of ``chunk`` prompts (each with its own seed, derived from
+    ``params.seed``), and each chunk goes to the reward pool as soon as it is sampled.
+    """
+    started = time.time()
+    g = params.n
+    out: dict[str, list] = {k: [] for k in ("p", "prompt", "resp", "logp", "trunc", "text")}
+    futures = []
+    for c, start in enumerate(range(0, len(prompt_ids), chunk)):
+        chunk_params = SamplingParams(**{**vars(params), "seed": params.seed * 1009 + c})
+        groups = engine.generate(prompt_ids[start : start + chunk], chunk_params)
+        samples = []
+        for k, completions in enumerate(groups):
+            problem, ids = problems[start + k], prompt_ids[start + k]
+            if len(completions) != g:
+                raise RuntimeError(f"engine returned {len(completions)} completions, not {g}")
+            for comp in completions:
+                if len(comp.logprobs) != len(comp.token_ids):
+                    raise RuntimeError("engine returned log-probs that do not match the tokens")
+                truncated = comp.finish_reason == "length"
+                out["p"].append(problem)
+                out["prompt"].append(ids)
+                out["resp"].append(list(comp.token_ids))
+                out["logp"].append(torch.tensor(comp.logprobs, dtype=torch.float32))
+                out["trunc"].append(truncated)
+                out["text"].append(comp.text)
+                meta = {**problem.meta, "answer": problem.answer}
+                samples.append(Sample(problem.question, comp.text, meta, truncated))
+        futures.append(pool.submit(samples))
+    results = [f.result() for f in futures]
+
+    names = list(results[0].per_reward) if results else []
+    per_reward = {n: [v for r in results for v in r.per_reward[n]] for n in names}
+    failures = {n: sum(r.failures.get(n, 0) for r in results) for n in names}
+    rewards = torch.tensor([v for r in results for v in r.total], dtype=torch.float32)
+    adv = group_advantages(
+        rewards,
+        g,
+        scale=loss_cfg.scale_rewards,
+        unbiased=loss_cfg.std_unbiased,
+        eps=loss_cfg.adv_eps,
+    )
+    return Rollout(
+        out["p"], out["prompt"], out["resp"], out["logp"], out["trunc"], out["text"],
+        rewards, per_reward, failures, adv, g, time.time() - started,
+    )  # fmt: skip
+
+
+def batch_metrics(ro: Rollout, idx: list[int]) -> dict[str, float]:
+    """Reward means, accuracy, format rate, language consistency, lengths, truncation and
+    the entropy estimate of the responses ``idx``."""
+    n = max(len(idx), 1)
+    lengths = [len(ro.response_ids[i]) for i in idx]
+    out: dict[str, float] = {"reward/total": float(ro.rewards[idx].mean()) if idx else 0.0}
+    for name, values in ro.per_reward.items():
+        out[f"reward/{name}"] = sum(values[i] for i in idx) / n
+    named = {"accuracy": "accuracy", "format": "format_rate", "language": "language_consistency"}
+    for name, key in named.items():
+        if name in ro.per_reward:
+            out[key] = out[f"reward/{name}"]
+    tokens = sum(lengths)
+    # -log π_old of the sampled tokens averages to the policy's entropy per token: an
+    # unbiased estimate that needs no full-vocabulary softmax.
+    nll = sum(float(-ro.old_logprobs[i].sum()) for i in idx)
+    out.update(
+        response_len_mean=tokens / n,
+        response_len_max=max(lengths, default=0),
+        truncated=sum(ro.truncated[i] for i in idx) / n,
+        entropy=nll / max(tokens, 1),
+    )
+    return out
+
+
+def reward_pool(cfg: RewardsConfig) -> RewardPool:
+    """The configured rewards, plus those of ``cfg.metrics`` at weight 0, for the metrics."""
+    specs = cfg.specs()
+    names = {s.name for s in specs}
+    for name in cfg.metrics:
+        if name not in names:
+            specs.append(RewardSpec(name, 0.0, inline=name in cfg.inline))
+    return RewardPool(specs, cfg.workers, cfg.timeout_s, cfg.chunk_size, cfg.start_method)
+
+
+def _prompt_order(n: int, seed: int, epoch: int) -> list[int]:
+    # Seeded by (seed, epoch) alone, so a resumed run rebuilds it without replaying RNG.
+    gen = torch.Generator().manual_seed(seed * 100_003 + epoch + 7)
+    return torch.randperm(n, generator=gen).tolist()
+
+
+class PromptStream:
+    """The run's prompts in order: the task reshuffled every epoch (seeded by the run's seed
+    and the epoch, so a resumed run rebuilds the order without replaying RNG), each prompt
+    rendered once."""
+
+    def __init__(self, problems: list[Problem], tokenizer: Any, task: TaskConfig, seed: int):
+        self.problems, self.tokenizer, self.task, self.seed = problems, tokenizer, task, seed
+        self._orders: dict[int, list[int]] = {}
+        self._ids: dict[int, list[int]] = {}
+
+    def take(self, start: int, count: int) -> tuple[list[Problem], list[list[int]]]:
+        """Prompts ``start .. start + count - 1`` of the run: problems and token ids."""
+        chosen = []
+        for k in range(start, start + count):
+            epoch, j = divmod(k, len(self.problems))
+            if epoch not in self._orders:
+                self._orders[epoch] = _prompt_order(len(self.problems), self.seed, epoch)
+            chosen.append(self._orders[epoch][j])
+        for i in chosen:
+            if i not in self._ids:
+                p = self.problems[i]
+                template = prompt_template_for(self.task, p)
+                self._ids[i] = render_prompt(self.tokenizer, p, template)
+        return [self.problems[i] for i in chosen], [self._ids[i] for i in chosen]
