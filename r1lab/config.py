@@ -12,6 +12,8 @@ import dataclasses
 import difflib
 import types
 import typing
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -22,13 +24,45 @@ from r1lab.errors import UserError
 T = TypeVar("T")
 
 
-def option(default: Any, help: str, report: Any = None) -> Any:
-    """A config field with its documentation.
+@dataclass(frozen=True)
+class Check:
+    """A constraint on one config value: ``test`` says whether a value is allowed and
+    ``expect`` says, in the error message, what is (``>= 1``, ``one of a, b``)."""
+
+    test: Callable[[Any], bool]
+    expect: str
+
+
+def at_least(low: float) -> Check:
+    return Check(lambda v: v >= low, f">= {low}")
+
+
+def positive() -> Check:
+    return Check(lambda v: v > 0, "> 0")
+
+
+def in_range(low: float, high: float, low_open: bool = False, high_open: bool = False) -> Check:
+    """``low <= v <= high``, either end open on request; shown as ``in [0, 1)`` and the like."""
+
+    def test(v: Any) -> bool:
+        return (v > low if low_open else v >= low) and (v < high if high_open else v <= high)
+
+    return Check(test, f"in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}")
+
+
+def one_of(*choices: str) -> Check:
+    return Check(lambda v: v in choices, f"one of {', '.join(choices)}")
+
+
+def option(default: Any, help: str, report: Any = None, check: Check | None = None) -> Any:
+    """A config field with its documentation and, optionally, the values it allows.
 
     ``report`` is the DeepSeek-R1 report's full-scale value when it differs from the tiny
-    default; it is shown in ``--help`` so that scaling up is a matter of reading.
+    default; it is shown in ``--help`` so that scaling up is a matter of reading. ``check``
+    is verified by :func:`validate` (so by every :func:`load_config`), before a stage runs;
+    ``None`` passes the check of an optional field.
     """
-    meta = {"help": help, "report": report}
+    meta = {"help": help, "report": report, "check": check}
     if isinstance(default, (list, dict)):
         return dataclasses.field(default_factory=lambda d=default: _copy(d), metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -187,6 +221,24 @@ def load_config(
         _apply(cfg, data, cls, str(path))
     if overrides:
         _apply(cfg, parse_overrides(overrides), cls, "command line")
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: Any) -> None:
+    """Raise a one-line :class:`UserError` for the first value that fails its field's check."""
+    for key, f in flat_keys(cfg).items():
+        check = f.metadata.get("check")
+        if check is None:
+            continue
+        value = _value(cfg, key)
+        if value is not None and not check.test(value):
+            raise UserError(f"config key '{key}' must be {check.expect}, got {value!r}")
+
+
+def _value(cfg: Any, key: str) -> Any:
+    for part in key.split("."):
+        cfg = getattr(cfg, part)
     return cfg
 
 
@@ -203,10 +255,11 @@ def describe(cls: type) -> str:
     lines = []
     defaults = cls()
     for key, f in flat_keys(cls).items():
-        obj: Any = defaults
-        for part in key.split("."):
-            obj = getattr(obj, part)
         report = f.metadata.get("report")
         rep = f" [report: {report}]" if report is not None else ""
-        lines.append(f"  {key} = {obj!r}{rep}\n      {f.metadata.get('help', '')}")
+        check = f.metadata.get("check")
+        allowed = f" ({check.expect})" if check is not None else ""
+        lines.append(
+            f"  {key} = {_value(defaults, key)!r}{rep}\n      {f.metadata.get('help', '')}{allowed}"
+        )
     return "\n".join(lines)

@@ -1,5 +1,10 @@
 """Run folders: ``runs/<name>/`` with config, metrics, checkpoints and summary.
 
+One process writes a run folder at a time: :meth:`Run.create` takes an exclusive ``flock``
+on ``<run>/.lock`` and holds it for the life of the process, so the OS releases it when the
+process ends however it ends (a SIGKILLed run can be resumed at once), and a second writer
+(a plain start, ``--resume`` or ``run.overwrite``) is refused with the holder's PID.
+
 A checkpoint is written under ``checkpoints/.tmp-step-N`` and renamed to ``step-N`` only when
 every file is on disk, so a crash never leaves a half-written checkpoint that ``--resume``
 could pick up.
@@ -7,11 +12,17 @@ could pick up.
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
+import io
 import json
 import os
 import random
 import re
 import shutil
+import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,10 +30,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from r1lab.config import option, save_config
+from r1lab.config import at_least, option, save_config
 from r1lab.errors import UserError
 
 _STEP_DIR = re.compile(r"^step-(\d+)$")
+LOCK = ".lock"
+_HELD: dict[Path, int] = {}  # run folder -> the descriptor of the lock this process holds
 
 
 @dataclass
@@ -34,8 +47,12 @@ class RunConfig:
     )
     output_dir: str = option("runs", "parent folder of run folders")
     seed: int = option(0, "seed for torch, numpy and python random")
-    save_every: int = option(0, "checkpoint every N optimizer steps (0: only at the end)")
-    keep_last: int = option(2, "checkpoints kept on disk (older ones are deleted)")
+    save_every: int = option(
+        0, "checkpoint every N optimizer steps (0: only at the end)", check=at_least(0)
+    )
+    keep_last: int = option(
+        2, "checkpoints kept on disk (older ones are deleted)", check=at_least(0)
+    )
     overwrite: bool = option(
         False, "allow writing into a run folder that already holds a finished run"
     )
@@ -47,20 +64,63 @@ class Run:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.checkpoints = self.path / "checkpoints"
+        self._lock: int | None = None
+        self._config: Any = None  # written by restore() once the checkpoint agrees with it
 
     @classmethod
     def create(cls, cfg: RunConfig, default_name: str, config: Any, resume: bool = False) -> Run:
+        """Open (and lock) the run folder for writing: a new one, the one to resume, or a
+        finished one to replace with ``run.overwrite``. Call it only once the stage's config,
+        data and model are checked: it is the first thing a stage writes.
+
+        With ``resume`` the config is written by :meth:`restore`, after the checkpoint was
+        found to agree with it, so a refused resume leaves the folder as it was."""
         run = cls(Path(cfg.output_dir) / (cfg.name or default_name))
-        if run.path.exists() and any(run.path.iterdir()) and not resume and not cfg.overwrite:
+        run.path.mkdir(parents=True, exist_ok=True)
+        had_lock = (run.path / LOCK).exists()
+        run._acquire()
+        contents = [p for p in run.path.iterdir() if p.name != LOCK]
+        if contents and not resume and not cfg.overwrite:
+            if not had_lock:  # a folder from before locks: leave it as it was
+                (run.path / LOCK).unlink()
+            run.close()
             raise UserError(
                 f"{run.path}: run folder exists; pass --resume to continue it, "
                 f"run.overwrite=true to replace it, or run.name=<new> for a new one"
             )
-        if run.path.exists() and cfg.overwrite and not resume:
-            shutil.rmtree(run.path)
-        run.path.mkdir(parents=True, exist_ok=True)
+        if resume:
+            run._config = config
+            return run
+        for p in contents:  # overwrite: everything but the lock we hold
+            shutil.rmtree(p) if p.is_dir() else p.unlink()
         save_config(config, run.path / "config.yaml")
         return run
+
+    def _acquire(self) -> None:
+        key = self.path.resolve()
+        if key in _HELD:  # this process holds it already (a stage calling another in-process)
+            self._lock = _HELD[key]
+            return
+        fd = os.open(self.path / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise UserError(
+                f"{self.path}: run folder is in use by another r1lab process (PID {holder}); "
+                f"wait for it to end or stop it, or choose run.name=<new>"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._lock = _HELD[key] = fd
+
+    def close(self) -> None:
+        """Release the folder's lock (the process's exit does it too)."""
+        if self._lock is not None:
+            _HELD.pop(self.path.resolve(), None)
+            os.close(self._lock)
+            self._lock = None
 
     # --- metrics -----------------------------------------------------------------------------
     def log(self, record: dict[str, Any]) -> None:
@@ -87,22 +147,72 @@ class Run:
     def latest_checkpoint(self) -> Path | None:
         return latest_checkpoint(self.checkpoints)
 
-    def restore(self, model: Any, optimizer: Any, scheduler: Any) -> dict[str, Any]:
-        """Continue from the latest complete checkpoint: its weights, optimizer, scheduler and
-        RNG state go into the live objects, the metric lines logged after it are dropped (they
-        will be logged again), and its saved ``state`` (``step``, …) is returned; ``{}`` and
-        no metrics kept when there is no checkpoint yet."""
-        checkpoint = self.latest_checkpoint()
+    def restore(
+        self,
+        model: Any,
+        optimizer: Any,
+        scheduler: Any,
+        layout: dict[str, Any] | None = None,
+        steps: int | None = None,
+    ) -> dict[str, Any]:
+        """Continue from the newest checkpoint that loads: its weights, optimizer, scheduler
+        and RNG state go into the live objects, the metric lines logged after it are dropped
+        (they will be logged again), and its saved ``state`` (``step``, …) is returned; ``{}``
+        and no metrics kept when there is no checkpoint yet.
+
+        A checkpoint that does not load (a damaged file) is skipped, with a message, for the
+        one before it. The run is refused, with what differs, when the checkpoint was written
+        with another ``layout`` (the settings that decide what a step trains on) or has done
+        more than ``steps`` steps. The config is written only once all of this holds.
+        """
         state: dict[str, Any] = {}
-        if checkpoint is not None:
-            load_weights(model, checkpoint)
-            saved = load_trainer_state(checkpoint)
+        for checkpoint in reversed(complete_checkpoints(self.checkpoints)):
+            try:
+                saved = load_trainer_state(checkpoint)
+                self._check_resume(saved["state"], layout or {}, steps)
+                load_weights(model, checkpoint)
+            except UserError:
+                raise
+            except Exception as e:
+                print(
+                    f"r1lab: {checkpoint} cannot be loaded ({type(e).__name__}: "
+                    f"{' '.join(str(e).split())[:200]}); trying the checkpoint before it",
+                    file=sys.stderr,
+                )
+                continue
             optimizer.load_state_dict(saved["optimizer"])
             scheduler.load_state_dict(saved["scheduler"])
             set_rng_state(saved["rng"])
             state = saved["state"]
+            print(f"r1lab: resuming {self.path} from {checkpoint.name}", file=sys.stderr)
+            break
+        else:
+            if complete_checkpoints(self.checkpoints):
+                raise UserError(f"{self.checkpoints}: no checkpoint loads; nothing to resume")
         self.truncate_metrics(int(state.get("step", 0)))
+        if self._config is not None:
+            save_config(self._config, self.path / "config.yaml")
+            self._config = None
         return state
+
+    def _check_resume(
+        self, state: dict[str, Any], layout: dict[str, Any], steps: int | None
+    ) -> None:
+        done = int(state.get("step", 0))
+        if steps is not None and done > steps:
+            raise UserError(
+                f"{self.path}: cannot resume: the checkpoint has done {done} steps, more than "
+                f"the {steps} this config asks for"
+            )
+        saved = state.get("layout", {})
+        differs = [
+            f"{k} {saved[k]} -> {v}" for k, v in layout.items() if k in saved and saved[k] != v
+        ]
+        if differs:
+            raise UserError(
+                f"{self.path}: cannot resume: the checkpoint was trained with another batch "
+                f"layout ({', '.join(differs)})"
+            )
 
     def save_checkpoint(
         self,
@@ -117,18 +227,21 @@ class Run:
         """Model (safetensors) + tokenizer + optimizer/scheduler/RNG/trainer state, atomically."""
         final = self.checkpoints / f"step-{step}"
         tmp = self.checkpoints / f".tmp-step-{step}"
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        tmp.mkdir(parents=True)
-        save_model(model, tokenizer, tmp)
-        extra = {"rng": rng_state(), "state": state or {}}
-        if optimizer is not None:
-            extra["optimizer"] = optimizer.state_dict()
-        if scheduler is not None:
-            extra["scheduler"] = scheduler.state_dict()
-        torch.save(extra, tmp / "trainer_state.pt")
-        write_json_atomic(tmp / "trainer_state.json", {"step": step, **(state or {})})
-        _fsync_dir(tmp)
+        with _writing(tmp, f"checkpoint step-{step}"):
+            tmp.mkdir(parents=True)
+            save_model(model, tokenizer, tmp)
+            extra = {"rng": rng_state(), "state": state or {}}
+            if optimizer is not None:
+                extra["optimizer"] = optimizer.state_dict()
+            if scheduler is not None:
+                extra["scheduler"] = scheduler.state_dict()
+            # Serialised in memory and written by Python, so that a failing write is an
+            # OSError with its cause, not a C++ stream error.
+            buffer = io.BytesIO()
+            torch.save(extra, buffer)
+            (tmp / "trainer_state.pt").write_bytes(buffer.getvalue())
+            write_json_atomic(tmp / "trainer_state.json", {"step": step, **(state or {})})
+            _fsync_dir(tmp)
         if final.exists():
             shutil.rmtree(final)
         os.rename(tmp, final)
@@ -152,10 +265,42 @@ def _checkpoint_steps(folder: Path) -> list[int]:
     ]
 
 
+def complete_checkpoints(folder: Path) -> list[Path]:
+    """The complete ``step-N`` folders, oldest first (temporary ``.tmp-*`` ones are ignored)."""
+    return [folder / f"step-{s}" for s in sorted(_checkpoint_steps(folder))]
+
+
 def latest_checkpoint(folder: Path) -> Path | None:
-    """The newest complete ``step-N`` folder (temporary ``.tmp-*`` folders are ignored)."""
-    steps = _checkpoint_steps(folder)
-    return folder / f"step-{max(steps)}" if steps else None
+    """The newest complete ``step-N`` folder."""
+    done = complete_checkpoints(folder)
+    return done[-1] if done else None
+
+
+@contextlib.contextmanager
+def _writing(tmp: Path, what: str) -> Iterator[None]:
+    """Write ``tmp`` (a folder to be renamed into place); on any failure remove it, so a
+    partial write never stays behind, and report a failed write (a full disk) in one line."""
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    try:
+        yield
+    except BaseException as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        cause = _write_failure(e, tmp)
+        if cause is None:
+            raise
+        raise UserError(f"cannot save {what}: {cause}; nothing of it was kept") from None
+
+
+def _write_failure(e: BaseException, tmp: Path) -> str | None:
+    """``path: reason`` when ``e`` is a failed write, else None."""
+    if isinstance(e, OSError):
+        return f"{e.filename or tmp}: {e.strerror or e}"
+    # Writers in native code (safetensors) raise their own types; a full disk is errno 28.
+    text = str(e)
+    if "os error 28" in text or "No space left" in text:
+        return f"{tmp}: {os.strerror(errno.ENOSPC)}"
+    return None
 
 
 def load_trainer_state(checkpoint: Path) -> dict[str, Any]:
@@ -201,10 +346,9 @@ def save_model_atomic(model: Any, tokenizer: Any, folder: str | Path) -> Path:
     """Write a model folder under a temporary name and rename it into place when complete."""
     folder = Path(folder)
     tmp = folder.parent / f".tmp-{folder.name}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    save_model(model, tokenizer, tmp)
-    _fsync_dir(tmp)
+    with _writing(tmp, f"model {folder}"):
+        save_model(model, tokenizer, tmp)
+        _fsync_dir(tmp)
     if folder.exists():
         shutil.rmtree(folder)
     os.rename(tmp, folder)
@@ -213,7 +357,11 @@ def save_model_atomic(model: Any, tokenizer: Any, folder: str | Path) -> Path:
 
 def write_json_atomic(path: Path, obj: Any) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
+    try:
+        tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     os.replace(tmp, path)
 
 

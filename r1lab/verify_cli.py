@@ -101,7 +101,14 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def main(args: argparse.Namespace) -> int:
     """Run ``r1lab verify``; 0 when every case passed, 1 otherwise."""
+    if args.verify_kind == "code":
+        for name in ("timeout", "cpu", "memory_mb", "workers"):
+            if getattr(args, name) <= 0:
+                flag = "--" + name.replace("_", "-")
+                raise UserError(f"verify code: {flag} must be > 0, got {getattr(args, name)}")
     results = _math(args) if args.verify_kind == "math" else _code(args)
+    if not results:
+        raise UserError(f"{args.input}: no cases to check (the file is empty)")
     for r in results:
         print(json.dumps(r, ensure_ascii=False))
     return 0 if all(r["passed"] for r in results) else 1
@@ -165,7 +172,10 @@ def _read(path: str, what: str) -> str:
     p = Path(path)
     if not p.is_file():
         raise UserError(f"{path}: {what} file not found")
-    return p.read_text(encoding="utf-8")
+    try:
+        return p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path}: {what} file is not UTF-8 text (byte {e.start})") from None
 
 
 def _code(args: argparse.Namespace) -> list[dict[str, Any]]:

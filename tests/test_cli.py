@@ -351,3 +351,163 @@ def test_the_installed_command_exits_2_with_one_line(tmp_path: Path) -> None:
     assert proc.stderr == f"r1lab: error: {tmp_path / 'missing'}: model folder not found\n"
     assert "Traceback" not in proc.stdout + proc.stderr
     assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+# --- values that mean nothing, and starts that fail: refused before a run folder exists ----
+
+
+@pytest.mark.parametrize(
+    ("stage", "override", "needle"),
+    [
+        ("grpo", "grpo.temperature=-1", "'grpo.temperature' must be > 0"),
+        ("grpo", "grpo.steps=0", "'grpo.steps' must be >= 1"),
+        ("grpo", "grpo.group_size=1", "'grpo.group_size' must be >= 2"),
+        ("grpo", "grpo.top_p=0", "'grpo.top_p' must be in (0, 1]"),
+        ("grpo", "loss.loss_agg=sum", "'loss.loss_agg' must be one of token-mean"),
+        ("grpo", "rewards.timeout_s=0", "'rewards.timeout_s' must be > 0"),
+        ("grpo", "rewards.weights={nosuch: 1.0}", "unknown reward 'nosuch'"),
+        ("grpo", "task.split=heldout", "evaluation split"),
+        ("grpo", "task.limit=2000000", "the train split holds"),
+        ("zero", "task.split=heldout", "evaluation split"),
+        ("sft", "sft.lr_max=-1", "'sft.lr_max' must be > 0"),
+        ("sft", "sft.max_steps=-3", "'sft.max_steps' must be >= 0"),
+        ("sft", "sft.epochs=0", "'sft.epochs' must be >= 1"),
+        ("pretrain", "sft.epochs=0", "'sft.epochs' must be >= 1"),
+        ("eval", "k=0", "'k' must be >= 1"),
+        ("eval", "temperature=-0.5", "'temperature' must be >= 0"),
+    ],
+)
+def test_a_meaningless_value_is_refused_before_anything_is_written(
+    work: Path,
+    capsys: pytest.CaptureFixture,
+    model_dir: Path,
+    stage: str,
+    override: str,
+    needle: str,
+) -> None:
+    model = "base" if stage == "zero" else "model"
+    argv = [stage, f"{model}={model_dir}", "run.name=new", override]
+    if stage == "sft":
+        argv.append("data.path=data.jsonl")
+    if stage in ("pretrain", "eval"):
+        argv.remove("run.name=new")
+        if stage == "pretrain":
+            argv.remove(f"model={model_dir}")
+    _fails(capsys, work, argv, needle)
+    assert not (work / "runs" / "new").exists()
+
+
+def test_the_fixed_command_runs_after_a_refused_start(
+    work: Path, capsys: pytest.CaptureFixture, model_dir: Path
+) -> None:
+    argv = ["sft", f"model={model_dir}", "data.path=data.jsonl", "run.name=fix", *SFT_FAST]
+    _fails(capsys, work, [*argv, "sft.lr_max=-1"], "'sft.lr_max' must be > 0")
+    assert main(argv) == 0, capsys.readouterr().err
+
+
+def test_eval_refuses_a_folder_as_output_before_sampling(
+    work: Path, capsys: pytest.CaptureFixture, model_dir: Path
+) -> None:
+    (work / "out").mkdir()
+    argv = ["eval", f"model={model_dir}", "output=out", "task.limit=2", "k=1"]
+    _fails(capsys, work, argv, "out: output is a folder")
+    assert list((work / "out").iterdir()) == []
+
+
+def test_resume_with_fewer_steps_than_done_is_refused(
+    work: Path, capsys: pytest.CaptureFixture, model_dir: Path
+) -> None:
+    argv = ["sft", f"model={model_dir}", "data.path=data.jsonl", "run.name=r"]
+    fast = ["sft.token_budget=64", "sft.grad_accum=1", "sft.device=cpu"]
+    assert main([*argv, *fast, "sft.max_steps=3"]) == 0, capsys.readouterr().err
+    _fails(capsys, work, [*argv, *fast, "sft.max_steps=2", "--resume"], "done 3 steps")
+    _fails(capsys, work, [*argv, *fast, "sft.max_steps=3", "sft.token_budget=96", "--resume"],
+           "another batch layout", "token_budget 64 -> 96")  # fmt: skip
+
+
+# --- one writer per run folder --------------------------------------------------------------
+
+
+def test_a_second_writer_is_refused_while_the_first_holds_the_folder(
+    work: Path, capsys: pytest.CaptureFixture, model_dir: Path
+) -> None:
+    run = work / "runs" / "busy"
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, time\nfrom r1lab.runs import Run, RunConfig\n"
+         "Run.create(RunConfig(name='busy'), 'x', RunConfig())\nprint('held', flush=True)\n"
+         "time.sleep(120)"],
+        cwd=work, env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline() == "held\n"
+        argv = ["sft", f"model={model_dir}", "data.path=data.jsonl", "run.name=busy", *SFT_FAST]
+        for extra in (["--resume"], ["run.overwrite=true"], []):
+            msg = _fails(
+                capsys, work, [*argv, *extra], f"in use by another r1lab process (PID {holder.pid})"
+            )
+            assert "--resume" not in msg
+        assert (run / "config.yaml").is_file()  # the holder's folder is intact
+    finally:
+        holder.kill()
+        holder.wait()
+    # the OS released the lock with the process: resuming works at once
+    assert main([*argv, "--resume"]) == 0, capsys.readouterr().err
+
+
+# --- a full disk and a damaged checkpoint ---------------------------------------------------
+
+
+def test_a_full_disk_while_saving_is_one_line_and_leaves_no_partial_checkpoint(
+    work: Path, capsys: pytest.CaptureFixture, model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    import r1lab.runs
+
+    argv = ["sft", f"model={model_dir}", "data.path=data.jsonl", "run.name=full",
+            "sft.token_budget=64", "sft.grad_accum=1", "sft.device=cpu", "run.save_every=1",
+            "sft.max_steps=3"]  # fmt: skip
+    save = r1lab.runs.save_model
+
+    def save_until_full(model, tokenizer, folder):
+        if folder.name == ".tmp-step-2":  # half a file written, then the disk is full
+            (folder).mkdir(parents=True, exist_ok=True)
+            (folder / "model.safetensors").write_bytes(b"partial")
+            raise OSError(
+                errno.ENOSPC, os.strerror(errno.ENOSPC), str(folder / "model.safetensors")
+            )
+        save(model, tokenizer, folder)
+
+    monkeypatch.setattr(r1lab.runs, "save_model", save_until_full)
+    msg = _fails(
+        capsys, work, argv, "cannot save checkpoint step-2", "No space left on device", new_ok=True
+    )
+    assert "model.safetensors" in msg
+    ckpts = work / "runs" / "full" / "checkpoints"
+    assert sorted(p.name for p in ckpts.iterdir()) == ["step-1"]  # no .tmp-step-2 left
+    monkeypatch.setattr(r1lab.runs, "save_model", save)
+    assert main([*argv, "--resume"]) == 0, capsys.readouterr().err
+    steps = [
+        json.loads(x)["step"] for x in (work / "runs/full/metrics.jsonl").read_text().splitlines()
+    ]
+    assert steps == [1, 2, 3]
+
+
+def test_resume_falls_back_from_a_damaged_newest_checkpoint(
+    work: Path, capsys: pytest.CaptureFixture, model_dir: Path
+) -> None:
+    argv = ["sft", f"model={model_dir}", "data.path=data.jsonl", "run.name=dmg",
+            "sft.token_budget=64", "sft.grad_accum=1", "sft.device=cpu", "run.save_every=1"]  # fmt: skip
+    assert main([*argv, "sft.max_steps=2"]) == 0, capsys.readouterr().err
+    weights = work / "runs/dmg/checkpoints/step-2/model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])  # truncated
+    capsys.readouterr()
+    assert main([*argv, "sft.max_steps=3", "--resume"]) == 0
+    err = capsys.readouterr().err
+    assert "step-2 cannot be loaded" in err and "resuming" in err and "from step-1" in err
+    steps = [
+        json.loads(x)["step"] for x in (work / "runs/dmg/metrics.jsonl").read_text().splitlines()
+    ]
+    assert steps == [1, 2, 3]
+    assert "Traceback" not in err

@@ -107,3 +107,26 @@ def test_user_errors_and_help(tmp_path, capsys):
         _cli(["verify", "code", "--help"])
     out = capsys.readouterr().out
     assert "each top-level assert is one test" in out and "--entry-point NAME" in out
+
+
+@pytest.mark.parametrize("kind", ["math", "code"])
+def test_an_empty_input_file_is_an_error(tmp_path, capsys, kind):
+    empty = tmp_path / "cases.jsonl"
+    empty.write_text("")
+    assert _cli(["verify", kind, "--input", str(empty)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{empty}: no cases to check" in err
+
+
+def test_a_non_utf8_solution_and_bad_limits_are_one_line(tmp_path, capsys):
+    solution, tests = tmp_path / "s.py", tmp_path / "t.py"
+    solution.write_bytes(b"def f():\n    return '\xff\xfe'\n")
+    tests.write_text("assert f()\n")
+    assert _cli(["verify", "code", "--solution", str(solution), "--tests", str(tests)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "s.py: solution file is not UTF-8 text" in err
+    solution.write_text("def f():\n    return 1\n")
+    argv = ["verify", "code", "--solution", str(solution), "--tests", str(tests)]
+    assert _cli([*argv, "--timeout", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "--timeout must be > 0, got 0.0" in err and "does not work" not in err

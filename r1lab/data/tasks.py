@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from r1lab.config import option
+from r1lab.config import at_least, one_of, option
 from r1lab.data.io import read_records
 from r1lab.data.problem import Problem
 from r1lab.errors import UserError
@@ -55,6 +55,7 @@ class TaskConfig:
         "embedded",
         "embedded (generated arithmetic), gsm8k, math500, or jsonl "
         "(any JSONL/Parquet file given by path)",
+        check=one_of(*TASKS),
     )
     path: str = option(
         "",
@@ -71,11 +72,16 @@ class TaskConfig:
         "(after the last '####'), boxed (last \\boxed{} of a solution); "
         "empty: the task's own (gsm8k for gsm8k, else plain)",
     )
-    split: str = option("heldout", "embedded task: heldout (disjoint from pretraining) or train")
+    split: str = option(
+        "heldout",
+        "embedded task: heldout (disjoint from pretraining) or train",
+        check=one_of("heldout", "train"),
+    )
     limit: int = option(
         0,
         "at most this many problems, a seeded sample in file order (0: all of a "
         "file; the embedded task generates 200)",
+        check=at_least(0),
     )
     seed: int = option(0, "seed of the embedded generator and of the limit sample")
     prompt_template: str = option(
@@ -106,6 +112,14 @@ def data_dir(configured: str = "") -> Path:
     return repo.parent / "shared" / "data"
 
 
+def check_training_task(cfg: TaskConfig) -> None:
+    """Refuse to train on evaluation data: the embedded world's held-out split."""
+    if cfg.name == "embedded" and cfg.split == "heldout":
+        raise UserError(
+            "task.split=heldout is the embedded world's evaluation split; train on task.split=train"
+        )
+
+
 def load_task(cfg: TaskConfig) -> list[Problem]:
     """The task's problems, each with ``meta`` holding ``task``, ``language`` and ``source``."""
     if cfg.name not in TASKS:
@@ -121,7 +135,10 @@ def load_task(cfg: TaskConfig) -> list[Problem]:
 
         if cfg.split not in ("train", "heldout"):
             raise UserError(f"task.split must be train or heldout, got '{cfg.split}'")
-        problems = generate_problems(cfg.limit or 200, seed=cfg.seed, split=cfg.split)
+        try:
+            problems = generate_problems(cfg.limit or 200, seed=cfg.seed, split=cfg.split)
+        except ValueError as e:  # more problems than the split holds
+            raise UserError(f"task.limit={cfg.limit}: {e}") from None
         for p in problems:
             p.meta.setdefault("task", "embedded")
         return problems
@@ -150,6 +167,10 @@ def _load_file_task(cfg: TaskConfig) -> list[Problem]:
     rows = read_records(
         path, {"question": q_field, "answer": a_field}, required=["question", "answer"]
     )
+    if cfg.limit > len(rows):
+        raise UserError(
+            f"{path}: task.limit={cfg.limit} asks for more problems than the file's {len(rows)}"
+        )
     keep = range(len(rows))
     if cfg.limit and cfg.limit < len(rows):
         keep = sorted(random.Random(cfg.seed).sample(range(len(rows)), cfg.limit))

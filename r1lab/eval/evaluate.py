@@ -7,12 +7,13 @@ Metrics are defined in :mod:`r1lab.eval.metrics`.
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from r1lab.config import option, section, to_dict
+from r1lab.config import Check, at_least, in_range, option, section, to_dict, validate
 from r1lab.data.problem import Problem
 from r1lab.data.tasks import TaskConfig, load_task, prompt_template_for, render_prompt
 from r1lab.errors import UserError
@@ -38,16 +39,38 @@ class EvalConfig:
     )
     task: TaskConfig = section(TaskConfig)
     k: int = option(
-        4, "samples per problem: pass@1 is averaged over them, cons@k votes among them", report=64
+        4,
+        "samples per problem: pass@1 is averaged over them, cons@k votes among them",
+        report=64,
+        check=at_least(1),
     )
-    temperature: float = option(1.0, "sampling temperature (0: greedy)", report=0.6)
-    top_p: float = option(1.0, "nucleus sampling threshold (1.0: off)", report=0.95)
+    temperature: float = option(
+        1.0, "sampling temperature (0: greedy)", report=0.6, check=at_least(0)
+    )
+    top_p: float = option(
+        1.0,
+        "nucleus sampling threshold (1.0: off)",
+        report=0.95,
+        check=in_range(0, 1, low_open=True),
+    )
     max_new_tokens: int = option(
-        256, "response length limit; longer responses count as truncated", report=32768
+        256,
+        "response length limit; longer responses count as truncated",
+        report=32768,
+        check=at_least(1),
     )
-    batch_size: int = option(16, "prompts per generate call (each sampled k times)")
+    batch_size: int = option(
+        16, "prompts per generate call (each sampled k times)", check=at_least(1)
+    )
     seed: int = option(0, "sampling seed")
-    device: str = option("auto", "cpu, cuda, or auto (cuda when available)")
+    device: str = option(
+        "auto",
+        "cpu, cuda, or auto (cuda when available)",
+        check=Check(
+            lambda v: v in ("auto", "cpu", "cuda") or v.startswith("cuda:"),
+            "auto, cpu, cuda or cuda:N",
+        ),
+    )
     output: str = option(
         "",
         "results JSON; the samples go to <name>.samples.jsonl beside it "
@@ -65,7 +88,7 @@ def evaluate(
     """Sample ``cfg.k`` responses per problem with ``engine`` and score them."""
     from tqdm.auto import tqdm
 
-    _check(cfg)
+    validate(cfg)
     prompts = [render_prompt(tokenizer, p, prompt_template_for(cfg.task, p)) for p in problems]
     texts: list[list[str]] = []
     tokens: list[list[int]] = []
@@ -86,14 +109,19 @@ def evaluate(
     return score_predictions(problems, texts, num_tokens=tokens, finish_reasons=finishes)
 
 
-def _check(cfg: EvalConfig) -> None:
-    for key in ("k", "batch_size", "max_new_tokens"):
-        if getattr(cfg, key) < 1:
-            raise UserError(f"eval {key} must be >= 1, got {getattr(cfg, key)}")
-    if cfg.temperature < 0 or not 0 < cfg.top_p <= 1:
+def check_output(path: Path) -> None:
+    """Refuse, before any sampling, an output path that cannot be written as a file."""
+    if path.is_dir():
         raise UserError(
-            f"eval needs temperature >= 0 and 0 < top_p <= 1, got {cfg.temperature}, {cfg.top_p}"
+            f"{path}: output is a folder; give a file name such as {path / 'eval.json'}"
         )
+    parent = path.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise UserError(f"{path}: cannot write the output here, {parent} is a file")
+    if not os.access(parent, os.W_OK):
+        raise UserError(f"{path}: cannot write the output here, {parent} is not writable")
 
 
 def run_eval_stage(cfg: EvalConfig) -> dict[str, Any]:
@@ -101,7 +129,8 @@ def run_eval_stage(cfg: EvalConfig) -> dict[str, Any]:
     the per-problem samples (JSONL) beside it; returns what the JSON holds."""
     if not cfg.model:
         raise UserError("no model to evaluate: give its folder with model=<path>")
-    _check(cfg)
+    output = Path(cfg.output) if cfg.output else default_output(cfg)
+    check_output(output)
 
     import torch
 
@@ -116,8 +145,6 @@ def run_eval_stage(cfg: EvalConfig) -> dict[str, Any]:
     device = cfg.device
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
-        raise UserError(f"eval device must be cpu, cuda or auto, got '{cfg.device}'")
     seed_everything(cfg.seed)
     # bfloat16 halves memory and time on GPUs; CPUs are slow at it, so they stay in float32
     dtype = torch.float32 if device == "cpu" else torch.bfloat16
@@ -135,7 +162,6 @@ def run_eval_stage(cfg: EvalConfig) -> dict[str, Any]:
         "seconds": round(time.time() - started, 1),
         "config": to_dict(cfg),
     }
-    output = Path(cfg.output) if cfg.output else default_output(cfg)
     output.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(output, out)
     samples_path = output.with_name(output.stem + ".samples.jsonl")

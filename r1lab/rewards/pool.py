@@ -14,9 +14,11 @@ can only be killed. So each worker runs one task at a time in its main thread, a
 pool kills and replaces a worker whose task runs past ``timeout_s``.
 
 Failure policy: a reward that raises, returns the wrong number of values, kills its worker
-or runs past its time limit scores 0 on the samples of that task (a chunk of
-``chunk_size`` samples), and those samples are counted in ``RewardResult.failures``; a
-non-finite value scores 0 and is counted for its sample alone. The run goes on.
+or runs past its time limit fails on the samples of that task (a chunk of ``chunk_size``
+samples); a non-finite value fails its sample alone. Failed samples are marked in
+``RewardResult.failed`` and counted in ``RewardResult.failures``; a sample on which a reward
+of non-zero weight failed has no total (``RewardResult.unscored``): the trainer leaves it out
+rather than take it for a wrong answer. The run goes on.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
-from r1lab.config import option
+from r1lab.config import at_least, one_of, option, positive, validate
 from r1lab.errors import UserError
 from r1lab.rewards.base import RewardFn, Sample, get_reward
 
@@ -78,20 +80,25 @@ class RewardsConfig:
         "rewards always scored (at weight 0 when not in weights) so that accuracy, format "
         "rate and language consistency are in the metrics",
     )
-    workers: int = option(2, "worker processes for the other rewards; 0 runs every reward inline")
+    workers: int = option(
+        2, "worker processes for the other rewards; 0 runs every reward inline", check=at_least(0)
+    )
     timeout_s: float = option(
         60.0,
         "time limit for one reward on one chunk in a worker; past it the worker is killed and "
         "replaced and the chunk scores 0 for that reward",
+        check=positive(),
     )
     chunk_size: int = option(
         8,
         "samples per worker task: the unit of parallelism, and what a failure or timeout zeroes",
+        check=at_least(1),
     )
     start_method: str = option(
         "forkserver",
         "how workers start: forkserver (quick restarts; workers do not inherit the trainer's "
         "memory) or spawn; forkserver falls back to spawn where the platform lacks it",
+        check=one_of("forkserver", "spawn"),
     )
 
     def specs(self) -> list[RewardSpec]:
@@ -101,24 +108,47 @@ class RewardsConfig:
         ]
 
 
+def check_rewards(cfg: RewardsConfig) -> None:
+    """Raise a one-line :class:`UserError` unless every reward of ``cfg`` is found (a
+    registered name or an importable dotted path) and every weight is a finite number."""
+    validate(cfg)
+    for name, weight in cfg.weights.items():
+        if not isinstance(weight, (int, float)) or not math.isfinite(weight):
+            raise UserError(f"rewards.weights.{name}: expected a finite number, got {weight!r}")
+    for name in [*cfg.weights, *cfg.metrics]:
+        get_reward(name)
+
+
 @dataclass
 class RewardResult:
     """Scores of one batch, in sample order."""
 
-    total: list[float]  # Σ weight · reward per sample
+    total: list[float]  # Σ weight · reward per sample (0.0 where unscored)
     per_reward: dict[str, list[float]]  # unweighted, failed samples as 0.0
-    failures: dict[str, int]  # samples scored 0 because the reward failed on them
+    failures: dict[str, int]  # samples the reward failed on
     errors: dict[str, str] = field(default_factory=dict)  # first error message per reward
+    failed: dict[str, list[bool]] = field(default_factory=dict)  # per reward, per sample
+    unscored: list[bool] = field(default_factory=list)  # a weighted reward failed: no total
+
+    def __post_init__(self) -> None:  # a result built without masks: nothing failed
+        n = len(self.total)
+        for name in self.per_reward:
+            self.failed.setdefault(name, [False] * n)
+        self.unscored = self.unscored or [False] * n
 
     def metrics(self) -> dict[str, float]:
-        """Batch means for metrics.jsonl: ``reward/total``, ``reward/<name>``,
-        ``reward_failures/<name>``."""
-        n = max(len(self.total), 1)
-        out = {"reward/total": sum(self.total) / n}
+        """Batch means over the samples each reward scored, for metrics.jsonl:
+        ``reward/total``, ``reward/<name>``, ``reward_failures/<name>``."""
+        out = {"reward/total": _mean(self.total, self.unscored)}
         for name, values in self.per_reward.items():
-            out[f"reward/{name}"] = sum(values) / n
+            out[f"reward/{name}"] = _mean(values, self.failed.get(name, []))
             out[f"reward_failures/{name}"] = float(self.failures.get(name, 0))
         return out
+
+
+def _mean(values: list[float], failed: list[bool]) -> float:
+    kept = [v for i, v in enumerate(values) if not (i < len(failed) and failed[i])]
+    return sum(kept) / max(len(kept), 1)
 
 
 class RewardPool:
@@ -212,7 +242,7 @@ class _Batch:
         self.samples = samples
         self.weights = {s.name: s.weight for s in specs}
         self.per_reward = {s.name: [0.0] * len(samples) for s in specs}
-        self.failures = {s.name: 0 for s in specs}
+        self.failed = {s.name: [False] * len(samples) for s in specs}
         self.errors: dict[str, str] = {}
         self.pending = 0
         self.future: Future[RewardResult] = Future()
@@ -227,28 +257,35 @@ class _Batch:
             except Exception as e:
                 error = f"returned {type(values).__name__}, not a list of floats ({e})"
         if error is not None:
-            self.failures[name] += count
+            self.failed[name][start : start + count] = [True] * count
             self.errors.setdefault(name, error)
             return
         for i, v in enumerate(values):
             if math.isfinite(v):
                 self.per_reward[name][start + i] = v
             else:
-                self.failures[name] += 1
+                self.failed[name][start + i] = True
                 self.errors.setdefault(name, f"non-finite value {v}")
 
     def finish(self) -> None:
         n = len(self.samples)
+        weighted = [name for name, w in self.weights.items() if w != 0]
+        unscored = [any(self.failed[name][i] for name in weighted) for i in range(n)]
         total = [
-            sum(self.weights[name] * values[i] for name, values in self.per_reward.items())
+            0.0
+            if unscored[i]
+            else sum(self.weights[name] * values[i] for name, values in self.per_reward.items())
             for i in range(n)
         ]
-        for name, count in self.failures.items():
+        failures = {name: sum(mask) for name, mask in self.failed.items()}
+        for name, count in failures.items():
             if count:
                 log.warning(
                     "reward '%s' failed on %d of %d samples: %s", name, count, n, self.errors[name]
                 )
-        self.future.set_result(RewardResult(total, self.per_reward, self.failures, self.errors))
+        self.future.set_result(
+            RewardResult(total, self.per_reward, failures, self.errors, self.failed, unscored)
+        )
 
 
 @dataclass

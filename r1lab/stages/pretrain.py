@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from r1lab.config import option, section, to_dict
+from r1lab.config import at_least, option, section, to_dict, validate
 from r1lab.runs import Run, RunConfig, save_model_atomic, seed_everything
 from r1lab.training.sft import SFTConfig, train_sft
 from r1lab.world.corpus import CorpusConfig, build_corpus
@@ -27,10 +27,12 @@ __all__ = ["PretrainEvalConfig", "PretrainStageConfig", "run_pretrain_stage"]
 class PretrainEvalConfig:
     """The check at the end of pretraining: sampled pass@1 on held-out problems."""
 
-    problems: int = option(512, "held-out problems to evaluate on (0: skip the evaluation)")
-    k: int = option(1, "samples per problem")
-    temperature: float = option(1.0, "sampling temperature")
-    max_new_tokens: int = option(192, "response length limit")
+    problems: int = option(
+        512, "held-out problems to evaluate on (0: skip the evaluation)", check=at_least(0)
+    )
+    k: int = option(1, "samples per problem", check=at_least(1))
+    temperature: float = option(1.0, "sampling temperature", check=at_least(0))
+    max_new_tokens: int = option(192, "response length limit", check=at_least(1))
 
 
 @dataclass
@@ -39,7 +41,9 @@ class PretrainStageConfig:
 
     world: WorldConfig = section(WorldConfig)
     corpus: CorpusConfig = section(CorpusConfig)
-    vocab_size: int = option(512, "BPE vocabulary size of the tokenizer", report=129280)
+    vocab_size: int = option(
+        512, "BPE vocabulary size of the tokenizer", report=129280, check=at_least(300)
+    )
     model: TinyModelConfig = section(TinyModelConfig)
     # Measured on the embedded world: many small steps (1,024 tokens) at 5e-4 learn column
     # arithmetic faster than fewer, larger ones; 1e-3 and above learn it far worse.
@@ -60,6 +64,7 @@ class PretrainStageConfig:
 def run_pretrain_stage(cfg: PretrainStageConfig, resume: bool = False) -> dict[str, Any]:
     """Build and train the embedded base; returns the summary (also ``summary.json``)."""
     started = time.time()
+    validate(cfg)  # load_config did for the command line; this is for callers in code
     run = Run.create(cfg.run, "pretrain", cfg, resume=resume)
     seed_everything(cfg.run.seed)
 

@@ -25,7 +25,7 @@ from r1lab.errors import UserError
 from r1lab.rewards.pool import RewardsConfig
 from r1lab.runs import Run, RunConfig
 from r1lab.stages.pretrain import PretrainStageConfig
-from r1lab.training.grpo_config import GRPOConfig, GRPOStageConfig
+from r1lab.training.grpo_config import GRPOConfig, GRPOStageConfig, check_stage
 from r1lab.training.losses import GRPOLossConfig
 
 __all__ = ["ZeroConfig", "ZeroEvalConfig", "compare_table", "run_zero"]
@@ -155,18 +155,22 @@ def run_zero(cfg: ZeroConfig, resume: bool = False) -> dict[str, Any]:
     from r1lab.training.report import write_report
 
     started = time.time()
-    base = _base(cfg, resume)
-    run = Run.create(cfg.run, "zero", cfg, resume=resume)
-    seed_everything(cfg.run.seed)
-    model = load_model(base)
-    tokenizer = load_tokenizer(base)
-
-    base_eval = _evaluate(model, tokenizer, cfg, run.path / "base_eval.json", str(base))
-    problems = load_task(cfg.task)
     grpo_cfg = GRPOStageConfig(
-        model=str(base), task=cfg.task, grpo=cfg.grpo, loss=cfg.loss, rewards=cfg.rewards,
+        model=cfg.base, task=cfg.task, grpo=cfg.grpo, loss=cfg.loss, rewards=cfg.rewards,
         run=cfg.run,
     )  # fmt: skip
+    # Checked before anything is built or written: a bad start leaves no folder behind.
+    check_stage(grpo_cfg)
+    problems = load_task(cfg.task)
+    load_task(cfg.eval.task)
+    base = _base(cfg, resume)
+    model = load_model(base)
+    tokenizer = load_tokenizer(base)
+    run = Run.create(cfg.run, "zero", cfg, resume=resume)
+    seed_everything(cfg.run.seed)
+
+    base_eval = _evaluate(model, tokenizer, cfg, run.path / "base_eval.json", str(base))
+    grpo_cfg.model = str(base)
     seed_everything(cfg.run.seed)
     train = train_grpo(model, tokenizer, problems, grpo_cfg, run, resume=resume)
     final = save_model_atomic(model, tokenizer, run.path / "final")

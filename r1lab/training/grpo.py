@@ -4,7 +4,8 @@ One step, as :func:`train_grpo` reads::
 
     rollout      prompts × G samples from the rollout engine, in chunks; each chunk's
                  rewards are scored in the reward pool while the next chunk generates
-    rewards      Σ weight · reward per response (a failing reward scores 0 and is counted)
+    rewards      Σ weight · reward per response (a response whose reward failed is counted
+                 and left out of its group's statistics and of the loss)
     advantages   A = (r - mean(r)) / (std(r) + eps) within each prompt's group of G
     reference    log π_ref of every response (skipped when β = 0)
     update       M minibatches × K inner epochs: packed forward, clipped surrogate with the
@@ -53,6 +54,7 @@ from r1lab.training.grpo_config import (
     GRPOConfig,
     GRPOStageConfig,
     check_config,
+    check_stage,
     max_new_tokens_at,
 )
 from r1lab.training.grpo_rollout import (
@@ -99,11 +101,19 @@ def train_step(
     (tokens for token-mean, responses otherwise), so the gradient is the one of the whole
     minibatch at once, however it is split.
     """
-    idx = [i for i in idx if ro.response_ids[i]]  # an empty response has no token to train
+    # An empty response has no token to train; one whose reward failed (or the last scored
+    # one of its group) has no advantage to train on.
+    idx = [i for i in idx if ro.response_ids[i] and ro.trainable[i]]
+    lr = optimizer.param_groups[0]["lr"]
+    if not idx:  # nothing to learn from: no update (no gradients), the schedule moves on
+        optimizer.zero_grad(set_to_none=True)
+        optimizer.step()
+        scheduler.step()
+        return {"loss": 0.0, "pg_loss": 0.0, "ratio_min": 1.0, "ratio_max": 1.0,
+                "grad_norm": 0.0, "lr": lr, "train_tokens": 0}  # fmt: skip
     prompts = [ro.prompt_ids[i] for i in idx]
     responses = [ro.response_ids[i] for i in idx]
     n_tokens = sum(len(r) for r in responses)
-    lr = optimizer.param_groups[0]["lr"]
     sums: dict[str, float] = {}
     lows, highs = [], []
     lengths = [len(p) + len(r) for p, r in zip(prompts, responses, strict=True)]
@@ -154,6 +164,9 @@ def _with_norm(cfg: GRPOLossConfig, norm_len: int) -> GRPOLossConfig:
 
 
 # --- the loop -----------------------------------------------------------------------------
+
+# The settings that decide which responses a step trains on; a resumed run must keep them.
+_LAYOUT = ("prompts_per_step", "group_size", "minibatches", "inner_epochs")
 
 
 class _Resumable:
@@ -295,7 +308,8 @@ def train_grpo(
     resumable = _Resumable(scheduler, reference)
 
     per_rollout = g.minibatches * g.inner_epochs  # optimizer steps per rollout
-    state = run.restore(model, optimizer, resumable) if resume else {}
+    layout = {k: getattr(g, k) for k in _LAYOUT}
+    state = run.restore(model, optimizer, resumable, layout, g.steps) if resume else {}
     start, ref_step = int(state.get("step", 0)), int(state.get("ref_step", 0))
 
     prompts = PromptStream(problems, tokenizer, cfg.task, run_cfg.seed)
@@ -366,7 +380,7 @@ def train_grpo(
             done = step0 + per_rollout
             every = run_cfg.save_every
             if done == g.steps or (every > 0 and done // every > step0 // every):
-                state = {"step": done, "rollout": r + 1, "ref_step": ref_step}
+                state = {"step": done, "rollout": r + 1, "ref_step": ref_step, "layout": layout}
                 run.save_checkpoint(
                     done, model, tokenizer, optimizer, resumable, state, keep_last=run_cfg.keep_last
                 )
@@ -419,13 +433,15 @@ def run_grpo_stage(cfg: GRPOStageConfig, resume: bool = False) -> dict[str, Any]
     from r1lab.runs import save_model_atomic, seed_everything
     from r1lab.training.report import write_report
 
+    # Everything is checked and loaded before the run folder is made: a bad start leaves none.
+    check_stage(cfg)
     problems = load_task(cfg.task)
     if not problems:
         raise UserError(f"task '{cfg.task.name}' has no problems")
-    run = Run.create(cfg.run, "grpo", cfg, resume=resume)
-    seed_everything(cfg.run.seed)
     model = load_model(cfg.model)
     tokenizer = load_tokenizer(cfg.tokenizer or cfg.model)
+    run = Run.create(cfg.run, "grpo", cfg, resume=resume)
+    seed_everything(cfg.run.seed)
     summary = train_grpo(model, tokenizer, problems, cfg, run, resume=resume)
     final = save_model_atomic(model, tokenizer, run.path / "final")
     summary = {**summary, "model": str(final), "base_model": cfg.model, "config": to_dict(cfg)}

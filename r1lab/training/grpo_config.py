@@ -5,14 +5,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from r1lab.config import option, section
-from r1lab.data.tasks import TaskConfig
+from r1lab.config import Check, at_least, in_range, one_of, option, positive, section, validate
+from r1lab.data.tasks import TaskConfig, check_training_task
 from r1lab.errors import UserError
-from r1lab.rewards.pool import RewardsConfig
+from r1lab.rewards.pool import RewardsConfig, check_rewards
 from r1lab.runs import RunConfig
 from r1lab.training.losses import GRPOLossConfig
 
-__all__ = ["GRPOConfig", "GRPOStageConfig", "check_config", "max_new_tokens_at"]
+__all__ = ["GRPOConfig", "GRPOStageConfig", "check_config", "check_stage", "max_new_tokens_at"]
 
 
 @dataclass
@@ -21,27 +21,40 @@ class GRPOConfig:
     base on 2 CPU cores in minutes; ``report`` gives the R1-Zero values."""
 
     steps: int = option(
-        96, "optimizer steps; a multiple of minibatches × inner_epochs", report=10400
+        96,
+        "optimizer steps; a multiple of minibatches × inner_epochs",
+        report=10400,
+        check=at_least(1),
     )
     prompts_per_step: int = option(
-        16, "prompts per optimizer step (its batch is prompts_per_step × group_size)", report=32
+        16,
+        "prompts per optimizer step (its batch is prompts_per_step × group_size)",
+        report=32,
+        check=at_least(1),
     )
-    group_size: int = option(8, "responses sampled per prompt (G)", report=16)
+    group_size: int = option(8, "responses sampled per prompt (G)", report=16, check=at_least(2))
     minibatches: int = option(
         2,
         "optimizer steps per rollout: a rollout samples prompts_per_step × minibatches "
         "prompts and splits the responses at random into this many minibatches",
         report=16,
+        check=at_least(1),
     )
     inner_epochs: int = option(
-        1, "passes over each rollout (each with a fresh random split into minibatches)"
+        1,
+        "passes over each rollout (each with a fresh random split into minibatches)",
+        check=at_least(1),
     )
-    temperature: float = option(1.0, "rollout sampling temperature")
-    top_p: float = option(1.0, "rollout nucleus sampling (1.0: off)")
+    temperature: float = option(1.0, "rollout sampling temperature", check=positive())
+    top_p: float = option(
+        1.0, "rollout nucleus sampling (1.0: off)", check=in_range(0, 1, low_open=True)
+    )
     ignore_eos: bool = option(
         False, "sample every response to the length limit, past EOS (for benchmarks)"
     )
-    max_new_tokens: int = option(160, "response length limit at step 0", report=32768)
+    max_new_tokens: int = option(
+        160, "response length limit at step 0", report=32768, check=at_least(1)
+    )
     max_new_tokens_schedule: dict[int, int] = option(
         {},
         "step -> response length limit from that step on (applied from the first rollout "
@@ -49,15 +62,21 @@ class GRPOConfig:
         report={8200: 65536},
     )
     lr: float = option(
-        1e-4, "learning rate (constant after warm-up unless lr_min is set)", report=3e-6
+        1e-4,
+        "learning rate (constant after warm-up unless lr_min is set)",
+        report=3e-6,
+        check=positive(),
     )
-    lr_min: float | None = option(None, "cosine decay to this learning rate (null: constant)")
-    warmup_steps: int = option(0, "linear warm-up steps")
+    lr_min: float | None = option(
+        None, "cosine decay to this learning rate (null: constant)", check=at_least(0)
+    )
+    warmup_steps: int = option(0, "linear warm-up steps", check=at_least(0))
     ref_reset_every: int = option(
         32,
         "replace the reference policy by the current policy every N steps (0: never), at the "
         "first rollout boundary at or after each multiple of N",
         report=400,
+        check=at_least(0),
     )
     recompute_old_logprobs: bool = option(
         False,
@@ -69,6 +88,7 @@ class GRPOConfig:
         16,
         "prompts per generate call; each chunk's rewards are scored in the reward pool while "
         "the next chunk generates",
+        check=at_least(1),
     )
     token_budget: int = option(
         0,
@@ -78,22 +98,37 @@ class GRPOConfig:
         "packs best-fit into rows of N tokens (raised to the longest prompt + response), as "
         "the report's training module does, for varlen attention on GPUs",
         report=32768,
+        check=at_least(0),
     )
     micro_batch_tokens: int = option(
         2048,
         "token slots per forward/backward pass (at least one row); a step accumulates over "
         "its micro-batches, with the same gradient however it is split",
         report=65536,
+        check=at_least(1),
     )
-    max_grad_norm: float = option(1.0, "clip the global gradient norm to this (0: no clipping)")
-    weight_decay: float = option(0.0, "AdamW weight decay (not given in the report)")
-    adam_beta1: float = option(0.9, "AdamW beta1")
-    adam_beta2: float = option(0.99, "AdamW beta2")
-    adam_eps: float = option(1e-8, "AdamW epsilon")
+    max_grad_norm: float = option(
+        1.0, "clip the global gradient norm to this (0: no clipping)", check=at_least(0)
+    )
+    weight_decay: float = option(
+        0.0, "AdamW weight decay (not given in the report)", check=at_least(0)
+    )
+    adam_beta1: float = option(0.9, "AdamW beta1", check=in_range(0, 1, high_open=True))
+    adam_beta2: float = option(0.99, "AdamW beta2", check=in_range(0, 1, high_open=True))
+    adam_eps: float = option(1e-8, "AdamW epsilon", check=positive())
     dtype: str = option(
-        "auto", "compute dtype: float32, bfloat16 (autocast) or auto (bfloat16 on CUDA)"
+        "auto",
+        "compute dtype: float32, bfloat16 (autocast) or auto (bfloat16 on CUDA)",
+        check=one_of("auto", "float32", "bfloat16"),
     )
-    device: str = option("auto", "cpu, cuda, or auto (cuda when available)")
+    device: str = option(
+        "auto",
+        "cpu, cuda, or auto (cuda when available)",
+        check=Check(
+            lambda v: v in ("auto", "cpu", "cuda") or v.startswith("cuda:"),
+            "auto, cpu, cuda or cuda:N",
+        ),
+    )
 
 
 @dataclass
@@ -110,33 +145,30 @@ class GRPOStageConfig:
 
 
 def check_config(cfg: GRPOConfig, loss_cfg: GRPOLossConfig) -> None:
-    """Raise a one-line :class:`~r1lab.errors.UserError` for the first invalid setting."""
-    for key in (
-        "steps", "prompts_per_step", "group_size", "minibatches", "inner_epochs",
-        "max_new_tokens", "rollout_chunk", "micro_batch_tokens",
-    ):  # fmt: skip
-        if getattr(cfg, key) < 1:
-            raise UserError(f"grpo.{key} must be >= 1, got {getattr(cfg, key)}")
-    if cfg.token_budget < 0:
-        raise UserError(f"grpo.token_budget must be >= 0, got {cfg.token_budget}")
+    """Raise a one-line :class:`~r1lab.errors.UserError` for the first invalid setting: the
+    fields' own checks, then how they fit together."""
+    validate(cfg)
+    validate(loss_cfg)
     per_rollout = cfg.minibatches * cfg.inner_epochs
     if cfg.steps % per_rollout:
         raise UserError(
             f"grpo.steps ({cfg.steps}) must be a multiple of minibatches × inner_epochs "
             f"({per_rollout}): a rollout is trained whole"
         )
-    if cfg.temperature <= 0 or not 0 < cfg.top_p <= 1:
-        raise UserError("grpo needs temperature > 0 and 0 < top_p <= 1")
-    if cfg.ref_reset_every < 0:
-        raise UserError("grpo.ref_reset_every must be >= 0")
     for step, length in cfg.max_new_tokens_schedule.items():
         if not isinstance(step, int) or not isinstance(length, int) or step < 0 or length < 1:
             raise UserError(
                 f"grpo.max_new_tokens_schedule: expected step: length integers, got "
                 f"{step!r}: {length!r}"
             )
-    if loss_cfg.beta < 0:
-        raise UserError("loss.beta must be >= 0")
+
+
+def check_stage(cfg: GRPOStageConfig) -> None:
+    """Everything of a GRPO run that can be checked before its run folder is made: the
+    settings, the rewards (each one found), and that it does not train on held-out data."""
+    check_config(cfg.grpo, cfg.loss)
+    check_training_task(cfg.task)
+    check_rewards(cfg.rewards)
 
 
 def max_new_tokens_at(cfg: GRPOConfig, step: int) -> int:

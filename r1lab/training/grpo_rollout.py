@@ -15,7 +15,7 @@ from r1lab.data.tasks import TaskConfig, prompt_template_for, render_prompt
 from r1lab.rewards.base import Sample
 from r1lab.rewards.pool import RewardPool, RewardsConfig, RewardSpec
 from r1lab.rollout.base import RolloutEngine, SamplingParams
-from r1lab.training.losses import GRPOLossConfig, group_advantages
+from r1lab.training.losses import GRPOLossConfig, group_advantages, trainable
 
 __all__ = ["PromptStream", "Rollout", "batch_metrics", "generate_rollout", "reward_pool"]
 
@@ -30,9 +30,12 @@ class Rollout:
     old_logprobs: list[Tensor]  # π_old: the sampling policy's log-prob of each token
     truncated: list[bool]
     texts: list[str]
-    rewards: Tensor  # [N] Σ weight · reward
+    rewards: Tensor  # [N] Σ weight · reward (0 where unscored)
     per_reward: dict[str, list[float]]
     failures: dict[str, int]
+    failed: dict[str, list[bool]]  # per reward: the responses it failed on
+    scored: Tensor  # [N] bool: no weighted reward failed, so the total is known
+    trainable: Tensor  # [N] bool: scored, in a group with at least two scored responses
     advantages: Tensor  # [N]
     group_size: int
     seconds: float  # generation until the last reward arrived
@@ -84,17 +87,23 @@ def generate_rollout(
     names = list(results[0].per_reward) if results else []
     per_reward = {n: [v for r in results for v in r.per_reward[n]] for n in names}
     failures = {n: sum(r.failures.get(n, 0) for r in results) for n in names}
+    failed = {n: [f for r in results for f in r.failed[n]] for n in names}
     rewards = torch.tensor([v for r in results for v in r.total], dtype=torch.float32)
+    # A response whose reward failed is no wrong answer: it is left out of its group's
+    # statistics and of the loss.
+    scored = ~torch.tensor([u for r in results for u in r.unscored], dtype=torch.bool)
     adv = group_advantages(
         rewards,
         g,
         scale=loss_cfg.scale_rewards,
         unbiased=loss_cfg.std_unbiased,
         eps=loss_cfg.adv_eps,
+        scored=scored,
     )
     return Rollout(
         out["p"], out["prompt"], out["resp"], out["logp"], out["trunc"], out["text"],
-        rewards, per_reward, failures, adv, g, time.time() - started,
+        rewards, per_reward, failures, failed, scored, trainable(scored, g), adv, g,
+        time.time() - started,
     )  # fmt: skip
 
 
@@ -103,9 +112,14 @@ def batch_metrics(ro: Rollout, idx: list[int]) -> dict[str, float]:
     the entropy estimate of the responses ``idx``."""
     n = max(len(idx), 1)
     lengths = [len(ro.response_ids[i]) for i in idx]
-    out: dict[str, float] = {"reward/total": float(ro.rewards[idx].mean()) if idx else 0.0}
+    scored = [i for i in idx if ro.scored[i]]
+    out: dict[str, float] = {
+        "reward/total": float(ro.rewards[scored].mean()) if scored else 0.0,
+        "reward_unscored": (len(idx) - len(scored)) / n,
+    }
     for name, values in ro.per_reward.items():
-        out[f"reward/{name}"] = sum(values[i] for i in idx) / n
+        ok = [i for i in idx if not ro.failed[name][i]]
+        out[f"reward/{name}"] = sum(values[i] for i in ok) / max(len(ok), 1)
     named = {"accuracy": "accuracy", "format": "format_rate", "language": "language_consistency"}
     for name, key in named.items():
         if name in ro.per_reward:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from r1lab.config import option
+from r1lab.config import at_least, one_of, option
 from r1lab.errors import UserError
 
 # exp() of a log-ratio beyond this overflows float32 soon after; a ratio of e^20 is already
@@ -37,17 +37,20 @@ class GRPOLossConfig:
         0.2,
         "lower clip range: the ratio is clipped below at 1 - eps_low (bites when A < 0)",
         report="10 (stage B 'clip ratio'; larger clips fewer tokens)",
+        check=at_least(0),
     )
     eps_high: float = option(
         0.2,
         "upper clip range: the ratio is clipped above at 1 + eps_high (bites when A > 0); "
         "DAPO's clip-higher raises it alone",
         report="10 (stage B 'clip ratio')",
+        check=at_least(0),
     )
     beta: float = option(
         0.001,
         "KL coefficient for the k3 estimate of KL(pi_theta || pi_ref); 0 drops the term and "
         "the reference model's forward pass",
+        check=at_least(0),
     )
     loss_agg: str = option(
         "token-mean",
@@ -55,12 +58,14 @@ class GRPOLossConfig:
         "the same; DAPO), seq-mean-token-mean (each response weighs the same; GRPO paper), "
         "seq-mean-token-sum (token sums over a constant length; Dr. GRPO)",
         report="seq-mean-token-mean (the GRPO formula of DeepSeekMath)",
+        check=one_of("token-mean", "seq-mean-token-mean", "seq-mean-token-sum"),
     )
     norm_len: int | None = option(
         None,
         "seq-mean-token-sum only: the constant that token sums are divided by; set it to the "
         "generation budget (max new tokens); null uses the batch's padded width T, which "
         "varies between batches",
+        check=at_least(1),
     )
     sequence_level: bool = option(
         False,
@@ -77,7 +82,7 @@ class GRPOLossConfig:
         "std with Bessel's correction (divide by G-1, as torch.std and TRL do) instead of the "
         "population std (divide by G) of the report's formula",
     )
-    adv_eps: float = option(1e-6, "added to the group std before dividing by it")
+    adv_eps: float = option(1e-6, "added to the group std before dividing by it", check=at_least(0))
 
 
 # --- advantages ---------------------------------------------------------------------------
@@ -90,6 +95,7 @@ def group_advantages(
     scale: bool = True,
     unbiased: bool = False,
     eps: float = 1e-6,
+    scored: Tensor | None = None,
 ) -> Tensor:
     """GRPO advantages of ``rewards`` ``[B]``, where each run of ``group_size`` consecutive
     entries holds the responses to one prompt.
@@ -97,6 +103,10 @@ def group_advantages(
     ``A = (r - mean) / (std + eps)`` with the population std by default (``unbiased=False``);
     ``scale=False`` gives ``A = r - mean`` (Dr. GRPO). A group whose rewards are all equal
     carries no signal: its advantages are exactly 0, not a rounding residue divided by eps.
+
+    ``scored`` (bool ``[B]``, default all) marks the responses whose reward is known: the
+    mean and std are taken over those alone, the others get 0, and a group with fewer than
+    two scored responses gets 0 throughout (one reward compares with nothing).
     """
     if rewards.ndim != 1 or group_size < 1 or rewards.numel() % group_size:
         raise ValueError(
@@ -104,13 +114,27 @@ def group_advantages(
         )
     r = rewards.detach().to(torch.float32 if not rewards.is_floating_point() else rewards.dtype)
     r = r.reshape(-1, group_size)
-    adv = r - r.mean(dim=1, keepdim=True)
+    keep = torch.ones_like(r, dtype=torch.bool) if scored is None else scored.reshape(r.shape)
+    w = keep.to(r.dtype)
+    n = w.sum(dim=1, keepdim=True)
+    mean = (r * w).sum(dim=1, keepdim=True) / n.clamp(min=1)
+    adv = (r - mean) * w
     if scale:
         # Bessel's correction on a single sample is 0/0; such a group is flat anyway.
-        correction = 1 if unbiased and group_size > 1 else 0
-        adv = adv / (r.std(dim=1, keepdim=True, correction=correction) + eps)
-    flat = r.amax(dim=1, keepdim=True) == r.amin(dim=1, keepdim=True)
-    return torch.where(flat, torch.zeros_like(adv), adv).reshape(-1)
+        dof = n - 1 if unbiased else n
+        std = ((adv**2).sum(dim=1, keepdim=True) / dof.clamp(min=1)).sqrt()
+        adv = adv / (std + eps)
+    big = torch.where(keep, r, torch.full_like(r, -torch.inf)).amax(dim=1, keepdim=True)
+    small = torch.where(keep, r, torch.full_like(r, torch.inf)).amin(dim=1, keepdim=True)
+    no_signal = (big == small) | (n < 2)
+    return torch.where(no_signal | ~keep, torch.zeros_like(adv), adv).reshape(-1)
+
+
+def trainable(scored: Tensor, group_size: int) -> Tensor:
+    """Responses that enter the loss: scored, in a group with at least two scored responses
+    (so that a group whose rewards failed adds no gradient, not even through the KL term)."""
+    s = scored.reshape(-1, group_size)
+    return (s & (s.sum(dim=1, keepdim=True) >= 2)).reshape(-1)
 
 
 # --- policy ratio and clipped surrogate ---------------------------------------------------

@@ -27,7 +27,17 @@ from typing import Any
 
 import torch
 
-from r1lab.config import option, section, to_dict
+from r1lab.config import (
+    Check,
+    at_least,
+    in_range,
+    one_of,
+    option,
+    positive,
+    section,
+    to_dict,
+    validate,
+)
 from r1lab.data.packing import PackedBatch, collate, forward_logprobs, pack, padding_efficiency
 from r1lab.errors import UserError
 from r1lab.runs import Run, RunConfig
@@ -52,46 +62,76 @@ class SFTConfig:
         5e-4,
         "peak learning rate, reached at the end of warm-up (tiny models take larger steps)",
         report=5e-5,
+        check=positive(),
     )
     lr_min: float = option(
-        5e-5, "learning rate at the last step, the end of the cosine", report=5e-6
+        5e-5,
+        "learning rate at the last step, the end of the cosine",
+        report=5e-6,
+        check=at_least(0),
     )
-    warmup_ratio: float = option(0.05, "share of the steps spent on the linear warm-up")
-    warmup_steps: int | None = option(None, "warm-up steps; when set it replaces warmup_ratio")
-    epochs: int = option(2, "passes over the data", report="2-3")
+    warmup_ratio: float = option(
+        0.05, "share of the steps spent on the linear warm-up", check=in_range(0, 1, high_open=True)
+    )
+    warmup_steps: int | None = option(
+        None, "warm-up steps; when set it replaces warmup_ratio", check=at_least(0)
+    )
+    epochs: int = option(2, "passes over the data", report="2-3", check=at_least(1))
     max_steps: int = option(
-        0, "stop after this many optimizer steps (0: all epochs); the schedule spans them"
+        0,
+        "stop after this many optimizer steps (0: all epochs); the schedule spans them",
+        check=at_least(0),
     )
     token_budget: int = option(
-        1024, "tokens per packed row; longer examples are handled by 'overlong'", report=32768
+        1024,
+        "tokens per packed row; longer examples are handled by 'overlong'",
+        report=32768,
+        check=at_least(2),
     )
-    rows_per_micro_batch: int = option(2, "packed rows per forward/backward pass")
+    rows_per_micro_batch: int = option(
+        2, "packed rows per forward/backward pass", check=at_least(1)
+    )
     grad_accum: int = option(
         2,
         "micro-batches per optimizer step; rows per step = rows_per_micro_batch * grad_accum",
         report="rows_per_micro_batch * grad_accum = 128 (batch 128)",
+        check=at_least(1),
     )
-    max_grad_norm: float = option(1.0, "clip the global gradient norm to this (0: no clipping)")
-    weight_decay: float = option(0.0, "AdamW weight decay (not given in the report)")
-    adam_beta1: float = option(0.9, "AdamW beta1")
-    adam_beta2: float = option(0.95, "AdamW beta2")
-    adam_eps: float = option(1e-8, "AdamW epsilon")
+    max_grad_norm: float = option(
+        1.0, "clip the global gradient norm to this (0: no clipping)", check=at_least(0)
+    )
+    weight_decay: float = option(
+        0.0, "AdamW weight decay (not given in the report)", check=at_least(0)
+    )
+    adam_beta1: float = option(0.9, "AdamW beta1", check=in_range(0, 1, high_open=True))
+    adam_beta2: float = option(0.95, "AdamW beta2", check=in_range(0, 1, high_open=True))
+    adam_eps: float = option(1e-8, "AdamW epsilon", check=positive())
     loss_on: str = option(
         "response",
         "response: loss on the response and its EOS only; all: on every token, the prompt "
         "and chat markup included (pretraining documents are always 'all')",
+        check=one_of("response", "all"),
     )
     overlong: str = option(
         "truncate",
         "an example longer than token_budget: truncate (keep its first token_budget tokens) "
         "or drop it",
+        check=one_of("truncate", "drop"),
     )
     dtype: str = option(
         "auto",
         "compute dtype: float32, bfloat16 (autocast, weights stay as loaded), or auto "
         "(bfloat16 on CUDA, float32 on CPU)",
+        check=one_of("auto", "float32", "bfloat16"),
     )
-    device: str = option("auto", "cpu, cuda, or auto (cuda when available)")
+    device: str = option(
+        "auto",
+        "cpu, cuda, or auto (cuda when available)",
+        check=Check(
+            lambda v: v in ("auto", "cpu", "cuda") or v.startswith("cuda:"),
+            "auto, cpu, cuda or cuda:N",
+        ),
+    )
     gradient_checkpointing: bool = option(
         False, "recompute activations in the backward pass: less memory, ~30% more time"
     )
@@ -268,8 +308,7 @@ def train_sft(
     run_cfg = run_cfg or RunConfig()
     device = _resolve_device(cfg.device)
     autocast = _autocast(cfg.dtype, device)
-    if cfg.token_budget < 2 or cfg.rows_per_micro_batch < 1 or cfg.grad_accum < 1:
-        raise UserError("sft: token_budget must be >= 2, rows_per_micro_batch and grad_accum >= 1")
+    validate(cfg)  # load_config did for the command line; this is for callers in code
 
     sequences, dropped = _fit_budget(
         tokenize_examples(tokenizer, examples, cfg.loss_on), cfg.token_budget, cfg.overlong
@@ -298,7 +337,9 @@ def train_sft(
     warmup = warmup_steps_for(total_steps, cfg.warmup_steps, cfg.warmup_ratio)
     scheduler = cosine_schedule(optimizer, total_steps, cfg.lr_max, cfg.lr_min, warmup)
 
-    state = run.restore(model, optimizer, scheduler) if resume else {}
+    # What a step trains on: a checkpoint made with another layout cannot be continued.
+    layout = {"rows": len(bins), "rows_per_step": rows_per_step, "token_budget": cfg.token_budget}
+    state = run.restore(model, optimizer, scheduler, layout, total_steps) if resume else {}
     start = int(state.get("step", 0))
 
     pad_id = (
@@ -345,7 +386,7 @@ def train_sft(
                 tokenizer,
                 optimizer,
                 scheduler,
-                state={"step": done, "epoch": epoch},
+                state={"step": done, "epoch": epoch, "layout": layout},
                 keep_last=run_cfg.keep_last,
             )
     bar.close()

@@ -19,7 +19,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from r1lab.config import option
+from r1lab.config import at_least, option
 from r1lab.world.problems import WorldConfig, careful_trace, generate_problems, trace_problem
 
 
@@ -27,9 +27,11 @@ from r1lab.world.problems import WorldConfig, careful_trace, generate_problems, 
 class CorpusConfig:
     """Size and mix of the pretraining corpus."""
 
-    conversations: int = option(12500, "chat documents (question + traced response)")
-    worked_examples: int = option(6250, "plain-text column-arithmetic documents")
-    fact_lines: int = option(9000, "documents of one-digit facts, 12 per line")
+    conversations: int = option(
+        12500, "chat documents (question + traced response)", check=at_least(0)
+    )
+    worked_examples: int = option(6250, "plain-text column-arithmetic documents", check=at_least(0))
+    fact_lines: int = option(9000, "documents of one-digit facts, 12 per line", check=at_least(0))
     seed: int = option(0, "seed of the corpus draw")
 
 

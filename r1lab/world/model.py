@@ -6,23 +6,23 @@ from dataclasses import dataclass
 
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
-from r1lab.config import option
+from r1lab.config import at_least, option, positive
 
 
 @dataclass
 class TinyModelConfig:
     """Architecture of the embedded base (stands in for DeepSeek-V3-Base, a 671B MoE)."""
 
-    hidden_size: int = option(128, "model width")
-    num_layers: int = option(4, "transformer blocks")
-    num_heads: int = option(4, "attention heads")
-    num_kv_heads: int = option(2, "key/value heads (grouped-query attention)")
-    intermediate_size: int = option(512, "MLP width")
+    hidden_size: int = option(128, "model width", check=at_least(1))
+    num_layers: int = option(4, "transformer blocks", check=at_least(1))
+    num_heads: int = option(4, "attention heads", check=at_least(1))
+    num_kv_heads: int = option(2, "key/value heads (grouped-query attention)", check=at_least(1))
+    intermediate_size: int = option(512, "MLP width", check=at_least(1))
     max_position_embeddings: int = option(
-        1024, "longest sequence the rotary embedding is set up for"
+        1024, "longest sequence the rotary embedding is set up for", check=at_least(1)
     )
     tie_word_embeddings: bool = option(False, "share input and output embeddings")
-    init_std: float = option(0.02, "std of the random initial weights")
+    init_std: float = option(0.02, "std of the random initial weights", check=positive())
 
 
 def build_model(

@@ -21,11 +21,12 @@ language, so held-out evaluation is on problems never seen in pretraining.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import random
 from dataclasses import dataclass
 
-from r1lab.config import option
+from r1lab.config import in_range, option
 from r1lab.data.problem import Problem
 
 OPS = ("+", "-")
@@ -37,18 +38,28 @@ _PLACES_ZH = ("个位", "十位", "百位", "千位")
 class WorldConfig:
     """How the embedded corpus is drawn: the mix of styles, languages and flaws."""
 
-    careful_rate: float = option(0.35, "share of traces in the careful (column arithmetic) style")
-    hasty_error_rate: float = option(0.6, "share of hasty traces whose answer is wrong")
+    careful_rate: float = option(
+        0.35, "share of traces in the careful (column arithmetic) style", check=in_range(0, 1)
+    )
+    hasty_error_rate: float = option(
+        0.6, "share of hasty traces whose answer is wrong", check=in_range(0, 1)
+    )
     careful_slip_rate: float = option(
-        0.1, "share of careful traces that slip and correct themselves"
+        0.1, "share of careful traces that slip and correct themselves", check=in_range(0, 1)
     )
-    zh_rate: float = option(0.4, "share of problems asked in Chinese")
+    zh_rate: float = option(0.4, "share of problems asked in Chinese", check=in_range(0, 1))
     mix_rate: float = option(
-        0.25, "share of traces not in the question's language (whole or line by line)"
+        0.25,
+        "share of traces not in the question's language (whole or line by line)",
+        check=in_range(0, 1),
     )
-    format_error_rate: float = option(0.08, "share of traces with broken <think>/<answer> tags")
+    format_error_rate: float = option(
+        0.08, "share of traces with broken <think>/<answer> tags", check=in_range(0, 1)
+    )
     heldout_share: float = option(
-        0.1, "share of (a, op, b) triples reserved for held-out evaluation"
+        0.1,
+        "share of (a, op, b) triples reserved for held-out evaluation",
+        check=in_range(0, 1, low_open=True, high_open=True),
     )
 
 
@@ -61,6 +72,23 @@ def split_of(a: int, op: str, b: int, heldout_share: float = 0.1) -> str:
 # How many digits an operand has: short ones are common, as in school exercises, so that a
 # model of a million parameters pretrained in minutes can learn the careful style well.
 DIGIT_WEIGHTS = (0.4, 0.4, 0.2)
+
+
+# Far below the smallest split (10 % of ~1.5M problems); above it the split is counted.
+_SURELY_FITS = 50_000
+
+
+@functools.cache
+def split_size(split: str, heldout_share: float = 0.1) -> int:
+    """How many distinct problems ``split`` holds (seconds to count: only for large asks)."""
+    count = 0
+    for a in range(1000):
+        for b in range(1000):
+            if a < 10 and b < 10:
+                continue
+            count += split_of(a, "+", b, heldout_share) == split
+            count += a >= b and split_of(a, "-", b, heldout_share) == split
+    return count
 
 
 def _operand(rng: random.Random) -> int:
@@ -79,6 +107,8 @@ def generate_problems(
     """``n`` distinct problems of ``split`` ("train" or "heldout"), deterministic in ``seed``."""
     if split not in ("train", "heldout"):
         raise ValueError(f"split must be 'train' or 'heldout', got {split!r}")
+    if n > _SURELY_FITS and n > (size := split_size(split, heldout_share)):
+        raise ValueError(f"asks for {n} problems, but the {split} split holds {size}")
     rng = random.Random(f"problems-{seed}-{split}")
     seen: set[tuple[int, str, int]] = set()
     out: list[Problem] = []

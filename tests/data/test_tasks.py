@@ -199,3 +199,17 @@ def _copy_without_chat_template(tokenizer):
     tok = copy.deepcopy(tokenizer)
     tok.chat_template = None
     return tok
+
+
+def test_more_problems_than_a_split_holds_fail_with_both_numbers(tmp_path):
+    from r1lab.world.problems import split_size
+
+    size = split_size("heldout")
+    with pytest.raises(
+        UserError, match=f"asks for {size + 1} problems, but the heldout split holds {size}"
+    ):
+        load_task(TaskConfig(split="heldout", limit=size + 1))
+    path = tmp_path / "t.jsonl"
+    path.write_text('{"question": "q", "answer": "1"}\n')
+    with pytest.raises(UserError, match="task.limit=2 asks for more problems than the file's 1"):
+        load_task(TaskConfig(name="jsonl", path=str(path), limit=2))

@@ -61,7 +61,7 @@ def test_all_inline_without_workers():
     check_weighted(RewardPool(SPECS, workers=0).submit(BATCH).result())
 
 
-def test_failing_rewards_score_zero_and_are_counted():
+def test_failing_rewards_are_marked_counted_and_leave_no_total():
     specs = [
         RewardSpec("format", 1.0, inline=True),
         RewardSpec(user("raises")),
@@ -88,9 +88,12 @@ def test_failing_rewards_score_zero_and_are_counted():
         assert r.per_reward[user("nan_on_flag")] == [1.0, 0.0, 1.0]
         assert r.per_reward[user("dies")] == [0.0, 0.0, 1.0]
         assert r.per_reward[user("raises")] == [0.0, 0.0, 0.0]
-        # weights 1: sample 0 format 1 + nan_on_flag 1; sample 1 nothing;
-        # sample 2 format 1 + nan_on_flag 1 + dies 1
-        assert r.total == [2.0, 0.0, 3.0]
+        assert r.failed[user("nan_on_flag")] == [False, True, False]
+        assert r.failed[user("dies")] == [True, True, False]
+        # a weighted reward failed on every sample (raises): no total is known, none is
+        # passed off as a wrong answer's
+        assert r.unscored == [True, True, True]
+        assert r.total == [0.0, 0.0, 0.0]
         assert "RuntimeError: boom" in r.errors[user("raises")]
         assert "exit code 3" in r.errors[user("dies")]
         # the run goes on: the replaced worker scores the next batch
@@ -98,11 +101,21 @@ def test_failing_rewards_score_zero_and_are_counted():
         assert r2.per_reward[user("dies")] == [1.0]
 
 
+def test_a_failure_of_a_weight_zero_reward_leaves_the_total():
+    specs = [RewardSpec("format", 1.0, inline=True), RewardSpec(user("raises"), 0.0)]
+    batch = [Sample("q", "<think>a</think><answer>1</answer>"), Sample("q", "x")]
+    r = RewardPool(specs, workers=0).submit(batch).result()
+    assert r.failures[user("raises")] == 2
+    assert r.unscored == [False, False]
+    assert r.total == [1.0, 0.0]
+    assert r.metrics()["reward/total"] == 0.5
+
+
 def test_inline_reward_that_raises_is_counted():
     pool = RewardPool([RewardSpec(user("raises"), inline=True), RewardSpec("format")], workers=0)
     r = pool.submit(BATCH).result()
     assert r.failures[user("raises")] == 3
-    assert r.total == [1.0, 0.0, 1.0]
+    assert r.unscored == [True, True, True]
 
 
 def test_hung_reward_times_out_without_stalling_the_batch():
@@ -118,7 +131,9 @@ def test_hung_reward_times_out_without_stalling_the_batch():
         assert r.per_reward[user("sleeps")] == [1.0, 0.0, 1.0]
         assert r.failures == {user("sleeps"): 1, user("length"): 0}
         assert "timed out" in r.errors[user("sleeps")]
-        assert r.total == [3.0, 3.0, 2.0]  # sleeps + length: 1+2, 0+3, 1+1
+        # sleeps + length: 1+2, (timed out: no total), 1+1
+        assert r.total == [3.0, 0.0, 2.0]
+        assert r.unscored == [False, True, False]
         # the killed worker was replaced
         assert pool.submit(batch[:1]).result(timeout=30).total == [3.0]
 

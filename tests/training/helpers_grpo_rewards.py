@@ -24,3 +24,10 @@ def hangs(samples: list[Sample]) -> list[float]:
 def short(samples: list[Sample]) -> list[float]:
     """1.0 for completions under 12 characters: something a random model can learn fast."""
     return [1.0 if len(s.completion) < 12 else 0.0 for s in samples]
+
+
+def picky(samples: list[Sample]) -> list[float]:
+    """Raises on a chunk holding a completion of odd length: fails some samples, not all."""
+    if any(len(s.completion) % 2 for s in samples):
+        raise RuntimeError("odd")
+    return [1.0] * len(samples)

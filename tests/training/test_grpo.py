@@ -121,6 +121,9 @@ def _rollout(model, tokenizer, rewards, group_size, seed=0, noise=0.3):
         rewards=r,
         per_reward={"x": rewards},
         failures={"x": 0},
+        failed={"x": [False] * n},
+        scored=torch.ones(n, dtype=torch.bool),
+        trainable=torch.ones(n, dtype=torch.bool),
         advantages=group_advantages(r, group_size),
         group_size=group_size,
         seconds=0.0,
@@ -292,9 +295,11 @@ def test_end_to_end_run_survives_failing_rewards(tokenizer, tmp_path, monkeypatc
                 "run.save_every=2",
                 "rewards.workers=1",
                 "rewards.timeout_s=2",
-                "rewards.chunk_size=64",
-                "rewards.weights={format: 1.0, 'helpers_grpo_rewards:raises': 1.0, "
-                "'helpers_grpo_rewards:hangs': 1.0}",
+                "rewards.chunk_size=2",
+                # picky fails some chunks: those samples are unscored and left out; a weight-0
+                # reward that fails (hangs) is counted and leaves the totals alone
+                "rewards.weights={format: 1.0, 'helpers_grpo_rewards:picky': 1.0, "
+                "'helpers_grpo_rewards:hangs': 0.0}",
             ],
         ),
     )
@@ -309,10 +314,15 @@ def test_end_to_end_run_survives_failing_rewards(tokenizer, tmp_path, monkeypatc
         "grad_norm", "lr", "step_seconds", "tokens_per_s", "gen_tokens_per_s",
     ):  # fmt: skip
         assert all(key in m and math.isfinite(m[key]) for m in metrics), key
-    # each failing reward zeroed the 32 samples of each rollout, counted once per rollout
-    for name in ("helpers_grpo_rewards:raises", "helpers_grpo_rewards:hangs"):
-        assert [m[f"reward_failures/{name}"] for m in metrics] == [32, 0, 32, 0]
-        assert summary["reward_failures"][name] == 64
+    # failures are counted once per rollout (on its first step)
+    hangs = [m["reward_failures/helpers_grpo_rewards:hangs"] for m in metrics]
+    assert hangs == [32, 0, 32, 0]
+    picky = [m["reward_failures/helpers_grpo_rewards:picky"] for m in metrics]
+    assert picky[1] == picky[3] == 0 and 0 < picky[0] + picky[2] < 64
+    assert summary["reward_failures"]["helpers_grpo_rewards:picky"] == picky[0] + picky[2]
+    # the picky failures, and only they, are left out of the loss
+    unscored = sum(m["reward_unscored"] * 16 for m in metrics)  # 16 responses a step
+    assert unscored == pytest.approx(picky[0] + picky[2])
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step-2", "step-4"]
     assert (run / "final" / "model.safetensors").is_file()
     report = (run / "report.md").read_text()
@@ -443,8 +453,21 @@ def test_sigkill_and_resume_match_an_uninterrupted_run(tokenizer, tmp_path):
     assert names == [".tmp-step-4", "step-2"]  # the half-written one is never picked up
     assert all(_complete(p) for p in (run / "checkpoints").glob("step-*"))
 
-    # 3. resumed to the end: the same metrics and weights as the uninterrupted run
-    proc = _launch("resume", _overrides(base, tmp_path, "cut", extra))
+    # 3. resumed to the end: the same metrics and weights as the uninterrupted run; while it
+    # runs, a second writer (--resume, or run.overwrite) is refused at once
+    proc = _launch("resume", _overrides(base, tmp_path, "cut", extra), {"PAUSE_AFTER_STEP": "1"})
+    while len(_metrics(run)) < 5:
+        assert proc.poll() is None, proc.stderr.read()
+        time.sleep(0.05)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    for second in (["--resume"], ["run.overwrite=true"]):
+        other = subprocess.run(
+            [sys.executable, "-m", "r1lab", "grpo", *_overrides(base, tmp_path, "cut", extra),
+             *second],
+            env=env, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert other.returncode == 2, other.stderr
+        assert f"in use by another r1lab process (PID {proc.pid})" in other.stderr
     assert proc.wait(timeout=240) == 0, proc.stderr.read()
     a, b = _metrics(tmp_path / "whole"), _metrics(run)
     assert [m["step"] for m in b] == [1, 2, 3, 4, 5, 6]

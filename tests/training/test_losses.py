@@ -264,3 +264,18 @@ def test_grpo_loss_sequence_level_clips_whole_response():
         logp, torch.zeros(2, 4), None, torch.tensor([1.0, 1.0]), mask, GRPOLossConfig(beta=0.0)
     )
     assert m_tok["clip_frac_high"] == pytest.approx(2 / 5)
+
+
+def test_advantages_leave_out_unscored_responses():
+    from r1lab.training.losses import trainable
+
+    r = torch.tensor([1.0, 0.0, 1.0, 5.0, 1.0, 9.0, 9.0, 9.0])
+    scored = torch.tensor([True, True, True, False, True, False, False, False])
+    adv = group_advantages(r, 4, scored=scored)
+    # group 1 over [1, 0, 1]: mean 2/3, population std sqrt(2/9); the unscored 5.0 gets 0
+    s = (2 / 9) ** 0.5
+    expected = torch.tensor([(1 / 3) / s, (-2 / 3) / s, (1 / 3) / s, 0, 0, 0, 0, 0])
+    assert torch.allclose(adv, expected, atol=1e-5)
+    # group 2 has one scored response: nothing to compare with, and it is not trained on
+    assert trainable(scored, 4).tolist() == [True, True, True, False] + [False] * 4
+    assert not torch.isnan(adv).any()
