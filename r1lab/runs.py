@@ -144,9 +144,6 @@ class Run:
         write_json_atomic(self.path / "summary.json", summary)
 
     # --- checkpoints -------------------------------------------------------------------------
-    def latest_checkpoint(self) -> Path | None:
-        return latest_checkpoint(self.checkpoints)
-
     def restore(
         self,
         model: Any,
@@ -268,12 +265,6 @@ def _checkpoint_steps(folder: Path) -> list[int]:
 def complete_checkpoints(folder: Path) -> list[Path]:
     """The complete ``step-N`` folders, oldest first (temporary ``.tmp-*`` ones are ignored)."""
     return [folder / f"step-{s}" for s in sorted(_checkpoint_steps(folder))]
-
-
-def latest_checkpoint(folder: Path) -> Path | None:
-    """The newest complete ``step-N`` folder."""
-    done = complete_checkpoints(folder)
-    return done[-1] if done else None
 
 
 @contextlib.contextmanager

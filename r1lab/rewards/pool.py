@@ -86,12 +86,12 @@ class RewardsConfig:
     timeout_s: float = option(
         60.0,
         "time limit for one reward on one chunk in a worker; past it the worker is killed and "
-        "replaced and the chunk scores 0 for that reward",
+        "replaced and the chunk's samples fail for that reward (left out of training)",
         check=positive(),
     )
     chunk_size: int = option(
         8,
-        "samples per worker task: the unit of parallelism, and what a failure or timeout zeroes",
+        "samples per worker task: the unit of parallelism, and what a failure or timeout fails",
         check=at_least(1),
     )
     start_method: str = option(

@@ -455,8 +455,9 @@ def test_sigkill_and_resume_match_an_uninterrupted_run(tokenizer, tmp_path):
 
     # 3. resumed to the end: the same metrics and weights as the uninterrupted run; while it
     # runs, a second writer (--resume, or run.overwrite) is refused at once
-    proc = _launch("resume", _overrides(base, tmp_path, "cut", extra), {"PAUSE_AFTER_STEP": "1"})
-    while len(_metrics(run)) < 5:
+    # (5 s after each step: room for the second command to start up while the first runs)
+    proc = _launch("resume", _overrides(base, tmp_path, "cut", extra), {"PAUSE_AFTER_STEP": "5"})
+    while len(_metrics(run)) < 3:
         assert proc.poll() is None, proc.stderr.read()
         time.sleep(0.05)
     env = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -468,6 +469,7 @@ def test_sigkill_and_resume_match_an_uninterrupted_run(tokenizer, tmp_path):
         )  # fmt: skip
         assert other.returncode == 2, other.stderr
         assert f"in use by another r1lab process (PID {proc.pid})" in other.stderr
+        assert proc.poll() is None  # still the first one's run
     assert proc.wait(timeout=240) == 0, proc.stderr.read()
     a, b = _metrics(tmp_path / "whole"), _metrics(run)
     assert [m["step"] for m in b] == [1, 2, 3, 4, 5, 6]
