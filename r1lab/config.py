@@ -50,6 +50,13 @@ def in_range(low: float, high: float, low_open: bool = False, high_open: bool = 
     return Check(test, f"in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}")
 
 
+def a_device() -> Check:
+    """A torch device name as the stages take it: auto (CUDA when available), cpu, cuda, cuda:N."""
+    return Check(
+        lambda v: v in ("auto", "cpu", "cuda") or v.startswith("cuda:"), "auto, cpu, cuda or cuda:N"
+    )
+
+
 def one_of(*choices: str) -> Check:
     return Check(lambda v: v in choices, f"one of {', '.join(choices)}")
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from r1lab.config import Check, at_least, in_range, option, section, to_dict, validate
+from r1lab.config import a_device, at_least, in_range, option, section, to_dict, validate
 from r1lab.data.problem import Problem
 from r1lab.data.tasks import TaskConfig, load_task, prompt_template_for, render_prompt
 from r1lab.errors import UserError
@@ -66,10 +66,7 @@ class EvalConfig:
     device: str = option(
         "auto",
         "cpu, cuda, or auto (cuda when available)",
-        check=Check(
-            lambda v: v in ("auto", "cpu", "cuda") or v.startswith("cuda:"),
-            "auto, cpu, cuda or cuda:N",
-        ),
+        check=a_device(),
     )
     output: str = option(
         "",

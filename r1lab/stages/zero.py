@@ -22,7 +22,7 @@ from typing import Any
 from r1lab.config import option, section, to_dict
 from r1lab.data.tasks import TaskConfig
 from r1lab.errors import UserError
-from r1lab.rewards.pool import RewardsConfig
+from r1lab.rewards.config import RewardsConfig
 from r1lab.runs import Run, RunConfig
 from r1lab.stages.pretrain import PretrainStageConfig
 from r1lab.training.grpo_config import GRPOConfig, GRPOStageConfig, check_stage

@@ -29,7 +29,6 @@ Engines whose numerics differ from training (vLLM, bfloat16 kernels) need
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 from pathlib import Path
@@ -50,6 +49,7 @@ from r1lab.inference.reference import (
 )
 from r1lab.rollout.base import RolloutEngine, SamplingParams
 from r1lab.runs import Run
+from r1lab.training.device import autocast_for, resolve_device
 from r1lab.training.grpo_config import (
     GRPOConfig,
     GRPOStageConfig,
@@ -197,23 +197,6 @@ def _minibatch_split(n: int, parts: int, seed: int, rollout: int, epoch: int) ->
     return [perm[i : i + size] for i in range(0, n, size)]
 
 
-def _device_and_autocast(cfg: GRPOConfig) -> tuple[torch.device, Any]:
-    device = cfg.device
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
-        raise UserError(f"grpo.device must be cpu, cuda or auto, got '{cfg.device}'")
-    dev = torch.device(device)
-    dtype = cfg.dtype
-    if dtype == "auto":
-        dtype = "bfloat16" if dev.type == "cuda" else "float32"
-    if dtype == "float32":
-        return dev, contextlib.nullcontext
-    if dtype == "bfloat16":
-        return dev, lambda: torch.autocast(dev.type, dtype=torch.bfloat16)
-    raise UserError(f"grpo.dtype must be float32, bfloat16 or auto, got '{cfg.dtype}'")
-
-
 def _reset_due(every: int, step: int, ref_step: int) -> bool:
     """Whether a rollout starting after ``step`` steps crosses a multiple of ``every`` since
     the reference was taken at ``ref_step``."""
@@ -287,7 +270,8 @@ def train_grpo(
     check_config(g, loss_cfg)
     if not problems:
         raise UserError("grpo: the task has no problems")
-    device, autocast = _device_and_autocast(g)
+    device = resolve_device(g.device)
+    autocast = autocast_for(g.dtype, device)
     model.to(device)
     if engine is None:
         from r1lab.rollout.torch_engine import TorchEngine

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from r1lab.config import Check, at_least, in_range, one_of, option, positive, section, validate
+from r1lab.config import a_device, at_least, in_range, one_of, option, positive, section, validate
 from r1lab.data.tasks import TaskConfig, check_training_task
 from r1lab.errors import UserError
-from r1lab.rewards.pool import RewardsConfig, check_rewards
+from r1lab.rewards.config import RewardsConfig, check_rewards
 from r1lab.runs import RunConfig
 from r1lab.training.losses import GRPOLossConfig
 
@@ -124,10 +124,7 @@ class GRPOConfig:
     device: str = option(
         "auto",
         "cpu, cuda, or auto (cuda when available)",
-        check=Check(
-            lambda v: v in ("auto", "cpu", "cuda") or v.startswith("cuda:"),
-            "auto, cpu, cuda or cuda:N",
-        ),
+        check=a_device(),
     )
 
 

@@ -19,7 +19,6 @@ tokens of micro-batches with few loss tokens.)
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 from dataclasses import dataclass
@@ -28,7 +27,7 @@ from typing import Any
 import torch
 
 from r1lab.config import (
-    Check,
+    a_device,
     at_least,
     in_range,
     one_of,
@@ -41,6 +40,7 @@ from r1lab.config import (
 from r1lab.data.packing import PackedBatch, collate, forward_logprobs, pack, padding_efficiency
 from r1lab.errors import UserError
 from r1lab.runs import Run, RunConfig
+from r1lab.training.device import autocast_for, resolve_device
 from r1lab.training.optim import adamw
 from r1lab.training.schedule import cosine_schedule, warmup_steps_for
 
@@ -127,10 +127,7 @@ class SFTConfig:
     device: str = option(
         "auto",
         "cpu, cuda, or auto (cuda when available)",
-        check=Check(
-            lambda v: v in ("auto", "cpu", "cuda") or v.startswith("cuda:"),
-            "auto, cpu, cuda or cuda:N",
-        ),
+        check=a_device(),
     )
     gradient_checkpointing: bool = option(
         False, "recompute activations in the backward pass: less memory, ~30% more time"
@@ -267,26 +264,6 @@ def _epoch_order(num_bins: int, seed: int, epoch: int) -> list[int]:
     return torch.randperm(num_bins, generator=gen).tolist()
 
 
-def _resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
-        raise UserError(f"sft.device must be cpu, cuda or auto, got '{device}'")
-    if device != "cpu" and not torch.cuda.is_available():
-        raise UserError(f"sft.device is '{device}' but this machine has no CUDA device")
-    return torch.device(device)
-
-
-def _autocast(dtype: str, device: torch.device) -> Any:
-    if dtype == "auto":
-        dtype = "bfloat16" if device.type == "cuda" else "float32"
-    if dtype == "float32":
-        return contextlib.nullcontext
-    if dtype == "bfloat16":
-        return lambda: torch.autocast(device.type, dtype=torch.bfloat16)
-    raise UserError(f"sft.dtype must be float32, bfloat16 or auto, got '{dtype}'")
-
-
 def train_sft(
     model: Any,
     tokenizer: Any,
@@ -306,8 +283,8 @@ def train_sft(
     from tqdm.auto import tqdm
 
     run_cfg = run_cfg or RunConfig()
-    device = _resolve_device(cfg.device)
-    autocast = _autocast(cfg.dtype, device)
+    device = resolve_device(cfg.device)
+    autocast = autocast_for(cfg.dtype, device)
     validate(cfg)  # load_config did for the command line; this is for callers in code
 
     sequences, dropped = _fit_budget(
