@@ -456,8 +456,9 @@ def test_sigkill_and_resume_match_an_uninterrupted_run(tokenizer, tmp_path):
     # 3. resumed to the end: the same metrics and weights as the uninterrupted run; while it
     # runs, a second writer (--resume, or run.overwrite) is refused at once
     # (5 s after each step: room for the second command to start up while the first runs)
+    # (metrics.jsonl already has the killed runs' steps: wait for the resumed one to hold the lock)
     proc = _launch("resume", _overrides(base, tmp_path, "cut", extra), {"PAUSE_AFTER_STEP": "5"})
-    while len(_metrics(run)) < 3:
+    while (run / ".lock").read_text().strip() != str(proc.pid):
         assert proc.poll() is None, proc.stderr.read()
         time.sleep(0.05)
     env = {**os.environ, "PYTHONPATH": str(REPO)}
