@@ -37,7 +37,7 @@ STAGES: dict[str, Stage] = {
     "sft": Stage("r1lab.training.sft:SFTStageConfig", "r1lab.training.sft:run_sft_stage", "supervised fine-tuning of a model folder on a JSONL/Parquet file of examples"),
     "grpo": Stage("r1lab.training.grpo_config:GRPOStageConfig", "r1lab.training.grpo:run_grpo_stage", "GRPO reinforcement learning on a task's verifiable problems"),
     "zero": Stage("r1lab.stages.zero:ZeroConfig", "r1lab.stages.zero:run_zero", "the R1-Zero path: base -> eval -> GRPO (accuracy + format) -> eval"),
-    "eval": Stage("r1lab.eval.evaluate:EvalConfig", "r1lab.eval.evaluate:run_eval_stage", "sample k responses per problem of a task and report pass@1 and cons@k"),
+    "eval": Stage("r1lab.eval.evaluate:EvalConfig", "r1lab.eval.evaluate:run_eval_stage", "decode each problem greedily and sample it k times; report greedy pass@1, pass@1, pass@4/16 and cons@k"),
 }
 # fmt: on
 

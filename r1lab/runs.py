@@ -35,6 +35,7 @@ from r1lab.errors import UserError
 
 _STEP_DIR = re.compile(r"^step-(\d+)$")
 LOCK = ".lock"
+LOGS = ("metrics.jsonl", "samples.jsonl")  # per-step logs, cut back to the step resumed from
 _HELD: dict[Path, int] = {}  # run folder -> the descriptor of the lock this process holds
 
 
@@ -124,21 +125,33 @@ class Run:
 
     # --- metrics -----------------------------------------------------------------------------
     def log(self, record: dict[str, Any]) -> None:
-        with open(self.path / "metrics.jsonl", "a", encoding="utf-8") as f:
+        """Append one step's metrics (a line of JSON) to ``metrics.jsonl``."""
+        self._append("metrics.jsonl", record)
+
+    def log_sample(self, record: dict[str, Any]) -> None:
+        """Append one sampled response with its step and rewards to ``samples.jsonl``."""
+        self._append("samples.jsonl", record)
+
+    def _append(self, name: str, record: dict[str, Any]) -> None:
+        with open(self.path / name, "a", encoding="utf-8") as f:
             f.write(json.dumps(record, ensure_ascii=False) + "\n")
 
-    def metrics(self) -> list[dict[str, Any]]:
-        path = self.path / "metrics.jsonl"
+    def metrics(self, name: str = "metrics.jsonl") -> list[dict[str, Any]]:
+        path = self.path / name
         if not path.exists():
             return []
         return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
     def truncate_metrics(self, after_step: int) -> None:
-        """Drop metric lines past ``after_step`` (written after the checkpoint we resume from)."""
-        kept = [m for m in self.metrics() if m.get("step", 0) <= after_step]
-        tmp = self.path / "metrics.jsonl.tmp"
-        tmp.write_text("".join(json.dumps(m, ensure_ascii=False) + "\n" for m in kept))
-        os.replace(tmp, self.path / "metrics.jsonl")
+        """Drop the lines of the step logs (``metrics.jsonl``, ``samples.jsonl``) past
+        ``after_step``: written after the checkpoint we resume from."""
+        for name in LOGS:
+            if not (self.path / name).exists():
+                continue
+            kept = [m for m in self.metrics(name) if m.get("step", 0) <= after_step]
+            tmp = self.path / f"{name}.tmp"
+            tmp.write_text("".join(json.dumps(m, ensure_ascii=False) + "\n" for m in kept))
+            os.replace(tmp, self.path / name)
 
     def write_summary(self, summary: dict[str, Any]) -> None:
         write_json_atomic(self.path / "summary.json", summary)

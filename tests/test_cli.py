@@ -133,7 +133,7 @@ def test_stage_help_lists_keys_defaults_and_report_values(capsys: pytest.Capture
     assert "sft.token_budget = 1024 [report: 32768]" in out
     assert "run.overwrite = False" in out
     assert main(["eval", "-h"]) == 0
-    assert "k = 4 [report: 64]" in capsys.readouterr().out
+    assert "k = 16 [report: 64]" in capsys.readouterr().out
 
 
 def test_print_config_round_trips_overrides(work: Path, capsys: pytest.CaptureFixture) -> None:

@@ -11,7 +11,9 @@ one of four sources:
 
 Outside questions (everything but ``embedded``) get an instruction appended that asks for the
 ``<think>…</think><answer>…</answer>`` format, because a model only knows that format from
-training and the checker reads only the ``<answer>`` block.
+training and the checker reads only the ``<answer>`` block. With ``instruction=auto`` (the
+default) a model whose folder says how it was prompted (:mod:`r1lab.model_card`) gets that
+instead: the embedded base, trained on bare questions, gets none.
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ DEFAULT_INSTRUCTION = (
 DEFAULT_INSTRUCTION_ZH = (
     "请先在 <think> </think> 中逐步思考，然后在 <answer> </answer> 中只给出最终答案。"
 )
+
+AUTO = "auto"
 
 # Per named task: file under the data folder, question field, answer field, answer format.
 _BUILTIN = {
@@ -88,11 +92,14 @@ class TaskConfig:
         "{question}", "user message; {question} is replaced by the question"
     )
     instruction: str = option(
-        DEFAULT_INSTRUCTION, "appended to outside (non-embedded) questions; empty for none"
+        AUTO,
+        "appended to outside (non-embedded) questions; empty for none; auto: the model's own "
+        f"(from its folder), else {DEFAULT_INSTRUCTION!r}",
     )
     instruction_zh: str = option(
-        DEFAULT_INSTRUCTION_ZH,
-        "appended instead to outside questions in Chinese, so the prompt stays in one language",
+        AUTO,
+        "appended instead to outside questions in Chinese, so the prompt stays in one "
+        f"language; auto: the model's own, else {DEFAULT_INSTRUCTION_ZH!r}",
     )
     data_dir: str = option(
         "",
@@ -120,8 +127,12 @@ def check_training_task(cfg: TaskConfig) -> None:
         )
 
 
-def load_task(cfg: TaskConfig) -> list[Problem]:
-    """The task's problems, each with ``meta`` holding ``task``, ``language`` and ``source``."""
+def load_task(cfg: TaskConfig, world: Any = None) -> list[Problem]:
+    """The task's problems, each with ``meta`` holding ``task``, ``language`` and ``source``.
+
+    The embedded task is drawn from ``world`` (a :class:`~r1lab.world.problems.WorldConfig`,
+    the one the model was built in: :func:`r1lab.model_card.world_of`; default: the
+    default world), so its split is the one pretraining left out."""
     if cfg.name not in TASKS:
         raise UserError(f"unknown task '{cfg.name}' (known: {', '.join(TASKS)})")
     if cfg.limit < 0:
@@ -136,7 +147,7 @@ def load_task(cfg: TaskConfig) -> list[Problem]:
         if cfg.split not in ("train", "heldout"):
             raise UserError(f"task.split must be train or heldout, got '{cfg.split}'")
         try:
-            problems = generate_problems(cfg.limit or 200, seed=cfg.seed, split=cfg.split)
+            problems = generate_problems(cfg.limit or 200, cfg.seed, cfg.split, world)
         except ValueError as e:  # more problems than the split holds
             raise UserError(f"task.limit={cfg.limit}: {e}") from None
         for p in problems:
@@ -258,12 +269,23 @@ def _line_numbers(path: Path, count: int) -> list[int]:
         return [n for n, line in enumerate(f, 1) if line.strip()]
 
 
-def prompt_template_for(cfg: TaskConfig, problem: Problem) -> str:
+def prompt_template_for(
+    cfg: TaskConfig, problem: Problem, model_prompt: dict[str, str] | None = None
+) -> str:
     """The template for ``problem``: the task's, plus the format instruction for outside tasks
-    (in Chinese for a Chinese question)."""
+    (in Chinese for a Chinese question). An ``auto`` instruction is ``model_prompt``'s (the
+    prompt the model was trained with, :func:`r1lab.model_card.prompt_of`), else the default."""
     if problem.meta.get("task", cfg.name) == "embedded":
         return cfg.prompt_template
-    instruction = cfg.instruction_zh if problem.meta.get("language") == "zh" else cfg.instruction
+    zh = problem.meta.get("language") == "zh"
+    instruction = cfg.instruction_zh if zh else cfg.instruction
+    if instruction == AUTO:
+        key, default = (
+            ("instruction_zh", DEFAULT_INSTRUCTION_ZH)
+            if zh
+            else ("instruction", DEFAULT_INSTRUCTION)
+        )
+        instruction = model_prompt.get(key, default) if model_prompt is not None else default
     return f"{cfg.prompt_template}\n\n{instruction}" if instruction else cfg.prompt_template
 
 

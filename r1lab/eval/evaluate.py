@@ -1,8 +1,11 @@
-"""``r1lab eval``: sample k responses per problem of a task and report pass@1 and cons@k.
+"""``r1lab eval``: decode each problem of a task greedily and sample it k times; report greedy
+pass@1, pass@1 and pass@k of the samples, and cons@k.
 
 The report evaluates at temperature 0.6, top-p 0.95 with 64 samples per problem; the tiny
-defaults sample fewer at temperature 1.0, the temperature the embedded model is trained at.
-Metrics are defined in :mod:`r1lab.eval.metrics`.
+defaults sample 16 at temperature 1.0, the temperature the embedded model is trained at.
+A sample is a function of its prompt, its number and the seed only (see
+:mod:`r1lab.rollout.sampling`), so results do not depend on the batch size. Metrics are
+defined in :mod:`r1lab.eval.metrics`.
 """
 
 from __future__ import annotations
@@ -39,11 +42,13 @@ class EvalConfig:
     )
     task: TaskConfig = section(TaskConfig)
     k: int = option(
-        4,
-        "samples per problem: pass@1 is averaged over them, cons@k votes among them",
+        16,
+        "samples per problem: pass@1 is averaged over them, pass@4 and pass@16 (unbiased) "
+        "and cons@k are taken from them",
         report=64,
         check=at_least(1),
     )
+    greedy: bool = option(True, "also decode each problem greedily (T = 0) for greedy pass@1")
     temperature: float = option(
         1.0, "sampling temperature (0: greedy)", report=0.6, check=at_least(0)
     )
@@ -54,7 +59,7 @@ class EvalConfig:
         check=in_range(0, 1, low_open=True),
     )
     max_new_tokens: int = option(
-        256,
+        320,
         "response length limit; longer responses count as truncated",
         report=32768,
         check=at_least(1),
@@ -62,7 +67,7 @@ class EvalConfig:
     batch_size: int = option(
         16, "prompts per generate call (each sampled k times)", check=at_least(1)
     )
-    seed: int = option(0, "sampling seed")
+    seed: int = option(0, "sampling seed (a sample depends on it, its prompt and its number)")
     device: str = option(
         "auto",
         "cpu, cuda, or auto (cuda when available)",
@@ -71,7 +76,7 @@ class EvalConfig:
     output: str = option(
         "",
         "results JSON; the samples go to <name>.samples.jsonl beside it "
-        "(empty: runs/eval/<model folder>-<task>.json)",
+        "(empty: runs/eval/<run>-<step>-<task>.json, never another model's file)",
     )
 
 
@@ -81,29 +86,53 @@ def evaluate(
     problems: list[Problem],
     cfg: EvalConfig,
     progress: bool = True,
+    model_prompt: dict[str, str] | None = None,
 ) -> EvalResult:
-    """Sample ``cfg.k`` responses per problem with ``engine`` and score them."""
+    """Sample ``cfg.k`` responses per problem with ``engine`` (and decode it greedily, with
+    ``cfg.greedy``) and score them; ``model_prompt`` is the prompt the model was trained with
+    (:func:`r1lab.model_card.prompt_of`), for tasks whose instruction is ``auto``."""
     from tqdm.auto import tqdm
 
     validate(cfg)
-    prompts = [render_prompt(tokenizer, p, prompt_template_for(cfg.task, p)) for p in problems]
+    prompts = [
+        render_prompt(tokenizer, p, prompt_template_for(cfg.task, p, model_prompt))
+        for p in problems
+    ]
     texts: list[list[str]] = []
     tokens: list[list[int]] = []
     finishes: list[list[str]] = []
+    greedy: list[str] = []
+    decode_greedily = cfg.greedy and cfg.temperature > 0  # at T = 0 the samples are greedy
+    sampled = SamplingParams(
+        n=cfg.k,
+        temperature=cfg.temperature,
+        top_p=cfg.top_p,
+        max_new_tokens=cfg.max_new_tokens,
+        seed=cfg.seed,
+    )
+    argmax = SamplingParams(n=1, temperature=0.0, max_new_tokens=cfg.max_new_tokens, seed=0)
     starts = range(0, len(prompts), cfg.batch_size)
     for start in tqdm(starts, desc="eval", unit="batch", disable=not progress):
-        params = SamplingParams(
-            n=cfg.k,
-            temperature=cfg.temperature,
-            top_p=cfg.top_p,
-            max_new_tokens=cfg.max_new_tokens,
-            seed=cfg.seed + start,
-        )
-        for completions in engine.generate(prompts[start : start + cfg.batch_size], params):
+        for completions in engine.generate(prompts[start : start + cfg.batch_size], sampled):
             texts.append([c.text for c in completions])
             tokens.append([len(c.token_ids) for c in completions])
             finishes.append([c.finish_reason for c in completions])
-    return score_predictions(problems, texts, num_tokens=tokens, finish_reasons=finishes)
+    if decode_greedily:
+        # one response per prompt: batches of as many rows as the sampled ones (batch_size × k),
+        # so that a long greedy response holds up few batches
+        width = cfg.batch_size * cfg.k
+        starts = range(0, len(prompts), width)
+        for start in tqdm(starts, desc="greedy", unit="batch", disable=not progress):
+            greedy += [g[0].text for g in engine.generate(prompts[start : start + width], argmax)]
+    if cfg.greedy and not decode_greedily:
+        greedy = [group[0] for group in texts]
+    return score_predictions(
+        problems,
+        texts,
+        num_tokens=tokens,
+        finish_reasons=finishes,
+        greedy=greedy if cfg.greedy else None,
+    )
 
 
 def check_output(path: Path) -> None:
@@ -128,15 +157,22 @@ def run_eval_stage(cfg: EvalConfig) -> dict[str, Any]:
         raise UserError("no model to evaluate: give its folder with model=<path>")
     output = Path(cfg.output) if cfg.output else default_output(cfg)
     check_output(output)
+    if other := _results_of_another(output, cfg.model):
+        raise UserError(
+            f"{output}: holds the results of {other}; choose another output= (or leave it "
+            f"empty for a name of its own)"
+        )
 
     import torch
 
     from r1lab.data.io import write_jsonl
+    from r1lab.model_card import folder_card, prompt_of, world_of
     from r1lab.models import load_model, load_tokenizer
     from r1lab.rollout.torch_engine import TorchEngine
     from r1lab.runs import seed_everything, write_json_atomic
 
-    problems = load_task(cfg.task)
+    found = folder_card(cfg.model)
+    problems = load_task(cfg.task, world_of(found))
     if not problems:
         raise UserError(f"task '{cfg.task.name}' has no problems")
     device = cfg.device
@@ -151,9 +187,9 @@ def run_eval_stage(cfg: EvalConfig) -> dict[str, Any]:
 
     started = time.time()
     with torch.no_grad():
-        result = evaluate(engine, tokenizer, problems, cfg)
+        result = evaluate(engine, tokenizer, problems, cfg, model_prompt=prompt_of(found))
     out = {
-        "model": str(cfg.model),
+        "model": str(Path(cfg.model).resolve()),
         "task": cfg.task.name,
         **result.to_dict(),
         "seconds": round(time.time() - started, 1),
@@ -168,12 +204,47 @@ def run_eval_stage(cfg: EvalConfig) -> dict[str, Any]:
     return out
 
 
+def model_label(model: str) -> str:
+    """A name for a model folder from its run and step: ``runs/zero/checkpoints/step-48`` ->
+    ``zero-step-48``, ``runs/zero/final`` -> ``zero-final``, ``my/model`` -> ``my-model``."""
+    path = Path(model).resolve()
+    run = path.parent.parent if path.parent.name == "checkpoints" else path.parent
+    return f"{run.name}-{path.name}" if run.name else path.name
+
+
 def default_output(cfg: EvalConfig) -> Path:
-    return Path("runs") / "eval" / f"{Path(cfg.model).resolve().name}-{cfg.task.name}.json"
+    """``runs/eval/<run>-<step>-<task>.json``; when that holds another model's results, the
+    first free ``…-2.json``, ``…-3.json``: one model's results never replace another's."""
+    task = cfg.task.name + (f"-{cfg.task.split}" if cfg.task.name == "embedded" else "")
+    stem = Path("runs") / "eval" / f"{model_label(cfg.model)}-{task}"
+    path, n = stem.with_suffix(".json"), 1
+    while _results_of_another(path, cfg.model):
+        n += 1
+        path = stem.with_name(f"{stem.name}-{n}.json")
+    return path
+
+
+def _results_of_another(path: Path, model: str) -> str | None:
+    """The other model whose results ``path`` holds, or None (no file, or this model's)."""
+    import json
+
+    if not path.is_file():
+        return None
+    try:
+        other = json.loads(path.read_text(encoding="utf-8")).get("model")
+    except (OSError, ValueError, AttributeError):
+        return str(path)  # not results we wrote: not ours to replace
+    if other and Path(other).resolve() == Path(model).resolve():
+        return None
+    return str(other)
 
 
 _LABELS = {
+    "greedy_pass@1": "greedy pass@1 (T=0)",
     "pass@1": "pass@1 (mean of k)",
+    "pass@4": "pass@4 (unbiased)",
+    "pass@16": "pass@16 (unbiased)",
+    "reflection_rate": "reflection share",
     "format_rate": "format ok",
     "answer_rate": "has <answer>",
     "language_consistency": "language consistency",

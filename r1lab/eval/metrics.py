@@ -1,19 +1,30 @@
-"""Scoring k sampled responses per problem: pass@1, cons@k, format, length, language.
+"""Scoring responses per problem: greedy pass@1, pass@1 and pass@k of k samples, cons@k, format,
+length, language and reflection.
 
+* **greedy_pass@1**: the share of problems whose greedy (T = 0) response is right: the base's
+  best single decoding, the baseline a sampled metric must beat.
 * **pass@1** (the report's, averaged over k samples): per problem the share of its k samples
   whose ``<answer>`` equals the gold by math-verify, then the mean over problems.
+* **pass@j** for j in :data:`PASS_AT` up to k: the chance that at least one of j samples is
+  right, by the unbiased estimator of Chen et al. (2021), ``1 - C(k-c, j) / C(k, j)`` for
+  ``c`` right samples of ``k``, averaged over problems.
 * **cons@k**: per problem, a majority vote among the k extracted answers (equal answers are
   grouped: same normalised text, same number, or equal by math-verify); the problem counts
   when the winning answer is right. Samples without an answer do not vote. A tie goes to the
   answer that appeared first, so the vote is deterministic.
+
+* **reflection_rate**: the share of samples whose chain of thought says ``Wait,`` or ``等等，``
+  (the "aha" the report saw grow in R1-Zero).
 
 Everything here works on text, so it scores predictions from any source, a model or a file.
 """
 
 from __future__ import annotations
 
+import math
 import re
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -22,6 +33,8 @@ from r1lab.data.problem import Problem
 from r1lab.rewards.answer import check_math, extract_answer
 from r1lab.rewards.rules import LANGUAGES, format_ok, language_share, think_content
 
+PASS_AT = (4, 16)
+REFLECTION = re.compile(r"\b[Ww]ait,|等等，")
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 _THOUSANDS = re.compile(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?")
 
@@ -109,13 +122,29 @@ def majority_vote(answers: list[str | None]) -> tuple[str | None, int]:
     return reps[best], votes[best]
 
 
+def pass_at(n: int, c: int, k: int) -> float:
+    """Unbiased pass@k of one problem with ``c`` right samples out of ``n`` (``k <= n``)."""
+    if not 0 < k <= n:
+        raise ValueError(f"pass@{k} needs 1 <= k <= n samples, got n={n}")
+    if n - c < k:
+        return 1.0
+    return 1.0 - math.comb(n - c, k) / math.comb(n, k)
+
+
+def has_reflection(text: str) -> bool:
+    """Whether the chain of thought (or, without one, the text) holds a reflection marker."""
+    return REFLECTION.search(think_content(text) or text) is not None
+
+
 def score_problem(
     problem: Problem,
     texts: list[str],
     num_tokens: list[int] | None = None,
     finish_reasons: list[str] | None = None,
+    greedy: str | None = None,
 ) -> dict[str, Any]:
-    """The record of one problem: each sample's answer and verdict, pass@1 and the vote."""
+    """The record of one problem: each sample's answer and verdict, pass@1 and the vote, and
+    the greedy response's when given."""
     verdicts: dict[str, bool] = {}  # k samples often repeat an answer; check each text once
 
     def correct(ans: str | None) -> bool:
@@ -134,6 +163,7 @@ def score_problem(
             "answer": ans,
             "correct": correct(ans),
             "format_ok": format_ok(text),
+            "reflection": has_reflection(text),
         }
         if language in LANGUAGES:
             sample["language_consistency"] = _language_consistency(text, language)
@@ -143,40 +173,52 @@ def score_problem(
             sample["finish_reason"] = finish_reasons[i]
         samples.append(sample)
     majority, votes = majority_vote([s["answer"] for s in samples])
-    return {
+    record: dict[str, Any] = {
         "id": problem.id,
         "language": language,
         "question": problem.question,
         "gold": problem.answer,
         "pass@1": _mean([float(s["correct"]) for s in samples]),
+        "right": sum(s["correct"] for s in samples),
         "majority": majority,
         "votes": votes,
         "majority_correct": correct(majority),
         "samples": samples,
     }
+    if greedy is not None:
+        answer = extract_answer(greedy)
+        record["greedy"] = {"text": greedy, "answer": answer, "correct": correct(answer)}
+    return record
 
 
 def _language_consistency(text: str, language: str) -> float:
-    # as the stage-B reward: target-language share of the chain of thought, 0 without one,
-    # 1 for one with no words at all (digits only)
+    # as the stage-B reward: target-language share of the chain of thought, 0 without one
+    # and for one with no words at all
     cot = think_content(text)
     if cot is None:
         return 0.0
     share = language_share(cot, language)
-    return 1.0 if share is None else share
+    return 0.0 if share is None else share
 
 
 def aggregate(records: list[dict[str, Any]], k: int) -> dict[str, float]:
     """Task-level metrics from problem records (see the module docstring)."""
     samples = [s for r in records for s in r["samples"]]
-    out: dict[str, float] = {
-        "problems": len(records),
-        "k": k,
-        "pass@1": _mean([r["pass@1"] for r in records]),
-        f"cons@{k}": _mean([float(r["majority_correct"]) for r in records]),
-        "format_rate": _mean([float(s["format_ok"]) for s in samples]),
-        "answer_rate": _mean([float(s["answer"] is not None) for s in samples]),
-    }
+    out: dict[str, float] = {"problems": len(records), "k": k}
+    if records and all("greedy" in r for r in records):
+        out["greedy_pass@1"] = _mean([float(r["greedy"]["correct"]) for r in records])
+    out["pass@1"] = _mean([r["pass@1"] for r in records])
+    for j in PASS_AT:
+        if records and all(len(r["samples"]) >= j for r in records):
+            out[f"pass@{j}"] = _mean([pass_at(len(r["samples"]), r["right"], j) for r in records])
+    out.update(
+        {
+            f"cons@{k}": _mean([float(r["majority_correct"]) for r in records]),
+            "format_rate": _mean([float(s["format_ok"]) for s in samples]),
+            "answer_rate": _mean([float(s["answer"] is not None) for s in samples]),
+            "reflection_rate": _mean([float(s["reflection"]) for s in samples]),
+        }
+    )
     if samples and all("language_consistency" in s for s in samples):
         out["language_consistency"] = _mean([s["language_consistency"] for s in samples])
     if samples and all("tokens" in s for s in samples):
@@ -191,21 +233,25 @@ def score_predictions(
     predictions: list[list[str]],
     num_tokens: list[list[int]] | None = None,
     finish_reasons: list[list[str]] | None = None,
+    greedy: Sequence[str] | None = None,
 ) -> EvalResult:
     """Score ``predictions[i]`` (the k response texts for ``problems[i]``).
 
     ``num_tokens`` and ``finish_reasons`` (same shape), when given, add the mean response
-    length and the truncation rate. Per-language metrics are added when the problems are in
-    more than one language.
+    length and the truncation rate; ``greedy`` (one text per problem) adds greedy pass@1.
+    Per-language metrics are added when the problems are in more than one language.
     """
     if len(predictions) != len(problems):
         raise ValueError(f"{len(predictions)} prediction lists for {len(problems)} problems")
+    if greedy is not None and len(greedy) != len(problems):
+        raise ValueError(f"{len(greedy)} greedy responses for {len(problems)} problems")
     records = [
         score_problem(
             p,
             texts,
             num_tokens[i] if num_tokens is not None else None,
             finish_reasons[i] if finish_reasons is not None else None,
+            greedy[i] if greedy is not None else None,
         )
         for i, (p, texts) in enumerate(zip(problems, predictions, strict=True))
     ]

@@ -1,4 +1,11 @@
-"""Pulling the final answer out of a response and checking it against the gold with math-verify."""
+"""Pulling the final answer out of a response and checking it against the gold with math-verify.
+
+An answer is a claim, not a calculation: when the gold is a number (``936``, ``-333``, ``0.5``,
+``\\frac{1}{2}``), the answer must be one number too. An unevaluated expression (``347+589``,
+the question restated), two candidates (``936 or 826``), a hedge (``about 936``) or text
+around the number other than a unit (``936 dollars``) is wrong, even where math-verify would
+evaluate it to the gold. See :func:`numeric_answer`.
+"""
 
 from __future__ import annotations
 
@@ -26,6 +33,86 @@ def gsm8k_gold(solution: str) -> str:
 
 _MATH_MODE = re.compile(r"(?<!\\)\$")
 
+_SIGN = r"[-−]?"
+_PLAIN = r"(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|\.\d+"
+_FRAC = r"\\[dt]?frac\{\d+\}\{\d+\}|\\[dt]?frac\d\d|\d+/\d+"
+_NUMBER = re.compile(rf"{_SIGN}(?:{_FRAC}|{_PLAIN})(?:\\?%)?")
+# A unit after the number: words of letters (dollars, cm, km/h, 元), nothing that hedges.
+_UNIT = re.compile(r"(?:\\text\{[^{}]*\}|\\mbox\{[^{}]*\}|[^\W\d_]+(?:/[^\W\d_]+)?|\s)+")
+_HEDGES = frozenset(
+    [
+        "or",
+        "and",
+        "about",
+        "around",
+        "approximately",
+        "approx",
+        "roughly",
+        "nearly",
+        "almost",
+        "maybe",
+        "perhaps",
+        "probably",
+        "likely",
+        "possibly",
+        "either",
+        "to",
+        "plus",
+        "minus",
+        "times",
+        "not",
+    ]
+)
+_HEDGES_ZH = ("或", "大约", "约", "左右", "可能", "也许", "大概", "到", "至", "加", "减", "不")
+_WRAPPERS = (
+    (re.compile(r"^\$+(.*?)\$+$", re.DOTALL), 1),
+    (re.compile(r"^\\\((.*)\\\)$", re.DOTALL), 1),
+    (re.compile(r"^\\\[(.*)\\\]$", re.DOTALL), 1),
+    (re.compile(r"^\\(?:boxed|fbox)\{(.*)\}$", re.DOTALL), 1),
+)
+_ASSIGN = re.compile(r"^[A-Za-z]\s*=\s*")
+
+
+def _unwrap(text: str) -> str:
+    """``text`` without surrounding ``$…$``, ``\\(…\\)``, ``\\[…\\]``, ``\\boxed{…}``, spaces,
+    a final period and a leading ``x =``; an escaped ``\\$`` (a price) goes too."""
+    text = text.replace("\\$", "").replace("\\!", "").replace("\\,", ",")
+    changed = True
+    while changed:
+        changed = False
+        text = text.strip().rstrip("。.").strip()
+        for pattern, group in _WRAPPERS:
+            m = pattern.match(text)
+            if m:
+                text, changed = m.group(group), True
+        m = _ASSIGN.match(text)
+        if m:
+            text, changed = text[m.end() :], True
+    return text
+
+
+def numeric_answer(text: str) -> bool:
+    """Whether ``text`` is a single number: an integer, decimal, fraction (``3/4``,
+    ``\\frac{3}{4}``) or percentage, with an optional sign and thousands separators, wrapped
+    or not in math delimiters or ``\\boxed{}``, and optionally followed by a unit. Nothing
+    before the number but ``x =``; no second number, operator or hedging word."""
+    body = _unwrap(text)
+    m = _NUMBER.match(body)
+    if m is None:
+        return False
+    rest = body[m.end() :]
+    if rest and (not rest[0].isspace() and not _is_unit_start(rest)):
+        return False
+    if rest and not _UNIT.fullmatch(rest):
+        return False
+    words = {w.lower() for w in re.findall(r"[A-Za-z]+", rest)}
+    return not (words & _HEDGES) and not any(h in rest for h in _HEDGES_ZH)
+
+
+def _is_unit_start(rest: str) -> bool:
+    # "18dollars" or "18元" or "18\text{ cm}": a unit glued to the number
+    return rest.startswith(("\\text", "\\mbox")) or rest[0].isalpha()
+
 
 def _as_math(text: str) -> str:
     # math-verify finds LaTeX inside $…$ or \boxed{}; a bare string such as "x^2+1" or
@@ -38,8 +125,11 @@ def _as_math(text: str) -> str:
 
 
 def check_math(pred: str | None, gold: str, timeout_seconds: int = 5) -> bool:
-    """True when ``pred`` is mathematically equal to ``gold`` according to math-verify."""
+    """True when ``pred`` is mathematically equal to ``gold`` according to math-verify, and,
+    when the gold is a number, ``pred`` is one number too (:func:`numeric_answer`)."""
     if pred is None or not pred.strip():
+        return False
+    if numeric_answer(gold) and not numeric_answer(pred):
         return False
     try:
         gold_parsed = parse(_as_math(gold), parsing_timeout=timeout_seconds)

@@ -6,8 +6,10 @@ the completion text and ``Sample.meta``, and return one float in [0, 1] per samp
 
 from __future__ import annotations
 
+import functools
 import re
 import threading
+from typing import Any
 
 from r1lab.rewards.answer import check_math, extract_answer
 from r1lab.rewards.base import Sample, reward
@@ -24,11 +26,16 @@ def format_ok(completion: str) -> bool:
     Precisely: optional whitespace, ``<think>``, any text, ``</think>``, optional
     whitespace, ``<answer>``, any text, ``</answer>``, optional whitespace, end. Each of the
     four tags occurs exactly once (a nested or repeated tag fails), tags are case-sensitive,
-    and the contents may be empty. Text before ``<think>``, between the blocks or after
+    and the chain of thought is not empty (nor only whitespace); the answer may be empty
+    (accuracy scores it 0). Text before ``<think>``, between the blocks or after
     ``</answer>`` fails.
     """
     m = _FORMAT.fullmatch(completion)
-    return m is not None and not any(t in m.group(1) or t in m.group(2) for t in _TAGS)
+    return (
+        m is not None
+        and bool(m.group(1).strip())
+        and not any(t in m.group(1) or t in m.group(2) for t in _TAGS)
+    )
 
 
 @reward("format")
@@ -67,7 +74,7 @@ LANGUAGES = ("en", "zh")
 _HAN = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002fa1f"
 # Latin letters, accented ones included, without × (U+00D7) and ÷ (U+00F7).
 _LATIN = "A-Za-z\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u024f"
-_HAN_CHAR = re.compile(f"[{_HAN}]")
+_HAN_RUN = re.compile(f"[{_HAN}]+")
 _LATIN_WORD = re.compile(f"[{_LATIN}]+")
 _LETTERS = re.compile(r"[^\W\d_]+")
 # Math is language-neutral: $$…$$, $…$ on one line, \(…\), \[…\], and \commands such as \frac
@@ -76,20 +83,39 @@ _MATH = re.compile(r"\$\$.*?\$\$|\$[^$\n]*\$|\\\(.*?\\\)|\\\[.*?\\\]|\\[A-Za-z]+
 _THINK = re.compile(r"<think>(.*?)(?:</think>|\Z)", re.DOTALL)
 
 
+@functools.cache
+def _jieba() -> Any:
+    import logging
+
+    import jieba
+
+    jieba.setLogLevel(logging.WARNING)
+    jieba.initialize()
+    return jieba
+
+
+def chinese_words(run: str) -> int:
+    """How many words a run of Han characters is, as jieba segments it (``验算正确`` is two:
+    验算 / 正确)."""
+    return sum(1 for w in _jieba().cut(run) if w.strip())
+
+
 def count_words(text: str) -> dict[str, int]:
     """Words of ``text`` by language: ``{"en": …, "zh": …, "other": …}``.
 
-    Chinese is written without spaces, so each Han ideograph is one ``zh`` word. An ``en``
-    word is a maximal run of Latin letters (so ``x`` in ``2x`` is one word, ``don't`` two).
+    Chinese is written without spaces, so each maximal run of Han ideographs is segmented
+    into words by jieba (a dictionary segmenter; ``我来一步一步算`` is 我来 / 一步 / 一步 / 算, four
+    words). An ``en`` word is a maximal run of Latin letters (so ``x`` in ``2x`` is one
+    word, ``don't`` two).
     A maximal run of letters of any other script (Cyrillic, kana, Hangul, …) is one ``other``
     word. Digits, punctuation, symbols and math (``$…$``, ``\\(…\\)``, ``\\[…\\]``, LaTeX
     ``\\commands``) are no words: they belong to no language. A bare variable written
     outside math delimiters counts as a Latin word, as we cannot tell it from ``a`` or ``I``.
     """
     text = _MATH.sub(" ", text)
-    zh = len(_HAN_CHAR.findall(text))
+    zh = sum(chinese_words(run) for run in _HAN_RUN.findall(text))
     en = len(_LATIN_WORD.findall(text))
-    rest = _LATIN_WORD.sub(" ", _HAN_CHAR.sub(" ", text))
+    rest = _LATIN_WORD.sub(" ", _HAN_RUN.sub(" ", text))
     return {"en": en, "zh": zh, "other": len(_LETTERS.findall(rest))}
 
 
@@ -126,9 +152,10 @@ def language(samples: list[Sample]) -> list[float]:
     """Language consistency (stage B): target-language words / all words of the chain of
     thought, with words as in :func:`count_words`.
 
-    0.0 without a ``<think>`` block (no chain of thought to be consistent); 1.0 for a chain
-    of thought with no words at all (digits and math only: nothing is in the wrong
-    language). The target is :func:`target_language`.
+    0.0 without a ``<think>`` block, and for one with no words at all (empty, or digits and
+    math only): there is no chain of thought in the target language to reward, and
+    ``<think></think>`` must not earn what a consistent one does. The target is
+    :func:`target_language`.
     """
     out = []
     for s in samples:
@@ -137,5 +164,5 @@ def language(samples: list[Sample]) -> list[float]:
             out.append(0.0)
             continue
         share = language_share(cot, target_language(s))
-        out.append(1.0 if share is None else share)
+        out.append(0.0 if share is None else share)
     return out

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from r1lab.config import at_least, option, section, to_dict, validate
+from r1lab.model_card import EMBEDDED_PROMPT, set_card
 from r1lab.runs import Run, RunConfig, save_model_atomic, seed_everything
 from r1lab.training.sft import SFTConfig, train_sft
 from r1lab.world.corpus import CorpusConfig, build_corpus
@@ -31,6 +32,7 @@ class PretrainEvalConfig:
         512, "held-out problems to evaluate on (0: skip the evaluation)", check=at_least(0)
     )
     k: int = option(1, "samples per problem", check=at_least(1))
+    greedy: bool = option(True, "also decode greedily (T = 0)")
     temperature: float = option(1.0, "sampling temperature", check=at_least(0))
     max_new_tokens: int = option(192, "response length limit", check=at_least(1))
 
@@ -45,16 +47,17 @@ class PretrainStageConfig:
         512, "BPE vocabulary size of the tokenizer", report=129280, check=at_least(300)
     )
     model: TinyModelConfig = section(TinyModelConfig)
-    # Measured on the embedded world: many small steps (1,024 tokens) at 5e-4 learn column
-    # arithmetic faster than fewer, larger ones; 1e-3 and above learn it far worse.
+    # Measured on the embedded world: many small steps (about 1,000 tokens) at 5e-4 learn
+    # column arithmetic faster than fewer, larger ones; 1e-3 and above learn it far worse.
+    # Rows of 384 tokens hold the longest trace (a slipped and redone 3-digit sum) whole.
     sft: SFTConfig = section(
         SFTConfig,
         lr_max=5e-4,
         lr_min=5e-5,
         warmup_ratio=0.03,
         epochs=1,
-        token_budget=256,
-        rows_per_micro_batch=4,
+        token_budget=384,
+        rows_per_micro_batch=3,
         grad_accum=1,
     )
     eval: PretrainEvalConfig = section(PretrainEvalConfig)
@@ -73,6 +76,8 @@ def run_pretrain_stage(cfg: PretrainStageConfig, resume: bool = False) -> dict[s
         (d.get("text") or d["prompt"] + "\n" + d["response"] for d in docs), cfg.vocab_size
     )
     model = build_model(cfg.model, len(tokenizer), tokenizer.pad_token_id, tokenizer.eos_token_id)
+    # how it is prompted and the world it was drawn from travel with every save of the model
+    set_card(model, prompt=EMBEDDED_PROMPT, world=cfg.world)
     params = sum(p.numel() for p in model.parameters())
     print(
         f"pretrain: {len(docs)} documents, vocabulary {len(tokenizer)}, {params / 1e6:.2f}M params"
@@ -98,11 +103,12 @@ def _evaluate(model: Any, tokenizer: Any, cfg: PretrainStageConfig) -> dict[str,
     from r1lab.rollout.torch_engine import TorchEngine
 
     task = TaskConfig(name="embedded", split="heldout", limit=cfg.eval.problems)
-    problems = load_task(task)
+    problems = load_task(task, cfg.world)
     ecfg = EvalConfig(
         model="(in memory)",
         task=task,
         k=cfg.eval.k,
+        greedy=cfg.eval.greedy,
         temperature=cfg.eval.temperature,
         max_new_tokens=cfg.eval.max_new_tokens,
         seed=cfg.run.seed,

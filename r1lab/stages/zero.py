@@ -8,14 +8,15 @@ GRPO draw from (:func:`r1lab.world.problems.split_of`).
 
 Everything lands in ``runs/zero/``: the GRPO run (``metrics.jsonl``, ``checkpoints/``,
 ``final/``), ``base_eval.json`` and ``final_eval.json`` with their samples,
-``summary.json`` (``base_pass@1``, ``final_pass@1``, ...) and ``report.md`` with plots.
+``summary.json`` (``base_greedy_pass@1``, ``final_greedy_pass@1``, ``base_pass@1``,
+``final_pass@1``, ``base_pass@16``, ... and the gains) and ``report.md`` with plots.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,10 +39,21 @@ class ZeroEvalConfig:
     """The held-out evaluation before and after RL (the same problems both times)."""
 
     task: TaskConfig = section(TaskConfig, split="heldout", limit=512)
-    k: int = option(1, "samples per problem; pass@1 is their mean", report=64)
+    k: int = option(
+        16, "samples per problem: pass@1 is their mean, pass@16 and cons@16 come from them",
+        report=64,
+    )  # fmt: skip
+    final_k: int = option(
+        4,
+        "samples per problem for the final model (its pass@1 at T is their mean; fewer than "
+        "the base's k, whose pass@16 asks whether the ability is there to be found, because "
+        "the trained model's responses are long)",
+        report=64,
+    )
+    greedy: bool = option(True, "also decode greedily (T = 0): greedy pass@1, the baseline")
     temperature: float = option(1.0, "sampling temperature", report=0.6)
     top_p: float = option(1.0, "nucleus sampling (1.0: off)", report=0.95)
-    max_new_tokens: int = option(256, "response length limit", report=32768)
+    max_new_tokens: int = option(320, "response length limit", report=32768)
     batch_size: int = option(64, "prompts per generate call")
     seed: int = option(0, "sampling seed")
 
@@ -74,22 +86,26 @@ def _base(cfg: ZeroConfig, resume: bool) -> Path:
 
     print(f"zero: no base at {folder}; building it with r1lab pretrain")
     pretrain_run = Path(cfg.pretrain.run.output_dir) / (cfg.pretrain.run.name or "pretrain")
-    summary = run_pretrain_stage(cfg.pretrain, resume=resume or pretrain_run.exists())
+    # zero evaluates the base right after, more thoroughly: pretrain's own check is skipped
+    quiet = replace(cfg.pretrain, eval=replace(cfg.pretrain.eval, problems=0))
+    summary = run_pretrain_stage(quiet, resume=resume or pretrain_run.exists())
     built = Path(summary["model"])
     if built.resolve() != folder.resolve():
         raise UserError(f"zero: pretrain wrote the base to {built}, not {folder}; set base={built}")
     return folder
 
 
-def _evaluate(model: Any, tokenizer: Any, cfg: ZeroConfig, out: Path, label: str) -> dict:
+def _evaluate(
+    model: Any, tokenizer: Any, cfg: ZeroConfig, out: Path, label: str, problems: list, k: int
+) -> dict:
     """Held-out metrics of ``model``, cached in ``out`` (a resumed run does not redo them)."""
     if out.is_file():
         return json.loads(out.read_text())
     import torch
 
     from r1lab.data.io import write_jsonl
-    from r1lab.data.tasks import load_task
     from r1lab.eval.evaluate import EvalConfig, evaluate, format_table
+    from r1lab.model_card import card, prompt_of
     from r1lab.rollout.torch_engine import TorchEngine
     from r1lab.runs import write_json_atomic
 
@@ -97,7 +113,8 @@ def _evaluate(model: Any, tokenizer: Any, cfg: ZeroConfig, out: Path, label: str
     ecfg = EvalConfig(
         model=label,
         task=e.task,
-        k=e.k,
+        k=k,
+        greedy=e.greedy,
         temperature=e.temperature,
         top_p=e.top_p,
         max_new_tokens=e.max_new_tokens,
@@ -107,7 +124,10 @@ def _evaluate(model: Any, tokenizer: Any, cfg: ZeroConfig, out: Path, label: str
     started = time.time()
     model.eval()
     with torch.no_grad():
-        result = evaluate(TorchEngine(model, tokenizer), tokenizer, load_task(e.task), ecfg)
+        result = evaluate(
+            TorchEngine(model, tokenizer), tokenizer, problems, ecfg,
+            model_prompt=prompt_of(card(model)),
+        )  # fmt: skip
     record = {
         "model": label,
         "task": f"{e.task.name}/{e.task.split}" if e.task.name == "embedded" else e.task.name,
@@ -122,7 +142,13 @@ def _evaluate(model: Any, tokenizer: Any, cfg: ZeroConfig, out: Path, label: str
 
 
 _COMPARED = (
-    ("pass@1", "pass@1"),
+    ("greedy_pass@1", "greedy pass@1 (T=0)"),
+    ("pass@1", "pass@1 (T, mean of k)"),
+    ("pass@4", "pass@4"),
+    ("pass@16", "pass@16"),
+    ("cons@16", "cons@16"),
+    ("cons@4", "cons@4"),
+    ("reflection_rate", "reflection share"),
     ("format_rate", "format rate"),
     ("language_consistency", "language consistency"),
     ("mean_tokens", "mean length (tokens)"),
@@ -130,25 +156,29 @@ _COMPARED = (
 )
 
 
+_HEADLINE = ("greedy_pass@1", "pass@1", "pass@16", "cons@16")
+
+
 def compare_table(base: dict[str, float], final: dict[str, float]) -> str:
-    """Base and final metrics side by side, with the change."""
-    rows = [f"| {'metric':<22} | {'base':>8} | {'final':>8} | {'change':>8} |"]
-    rows.append(f"|{'-' * 24}|{'-' * 9}:|{'-' * 9}:|{'-' * 9}:|")
+    """Base and final metrics side by side, with the change ("-" where one side lacks the
+    metric: the final model's fewer samples give no pass@16)."""
+    rows = [f"| {'metric':<24} | {'base':>8} | {'final':>8} | {'change':>8} |"]
+    rows.append(f"|{'-' * 26}|{'-' * 9}:|{'-' * 9}:|{'-' * 9}:|")
     for key, label in _COMPARED:
-        if key not in base or key not in final:
+        if key not in base and key not in final:
             continue
-        b, f = base[key], final[key]
+        b, f = base.get(key), final.get(key)
         fmt = "{:.1f}" if key == "mean_tokens" else "{:.3f}"
-        rows.append(
-            f"| {label:<22} | {fmt.format(b):>8} | {fmt.format(f):>8} | "
-            f"{('+' if f >= b else '') + fmt.format(f - b):>8} |"
-        )
+        cells = [fmt.format(v) if v is not None else "-" for v in (b, f)]
+        change = "-" if b is None or f is None else ("+" if f >= b else "") + fmt.format(f - b)
+        rows.append(f"| {label:<24} | {cells[0]:>8} | {cells[1]:>8} | {change:>8} |")
     return "\n".join(rows)
 
 
 def run_zero(cfg: ZeroConfig, resume: bool = False) -> dict[str, Any]:
     """Run the R1-Zero path end to end; returns the summary (also ``summary.json``)."""
     from r1lab.data.tasks import load_task
+    from r1lab.model_card import card, world_of
     from r1lab.models import load_model, load_tokenizer
     from r1lab.runs import save_model_atomic, seed_everything
     from r1lab.training.grpo import train_grpo
@@ -161,28 +191,38 @@ def run_zero(cfg: ZeroConfig, resume: bool = False) -> dict[str, Any]:
     )  # fmt: skip
     # Checked before anything is built or written: a bad start leaves no folder behind.
     check_stage(grpo_cfg)
-    problems = load_task(cfg.task)
+    load_task(cfg.task)
     load_task(cfg.eval.task)
     base = _base(cfg, resume)
     model = load_model(base)
     tokenizer = load_tokenizer(base)
+    world = world_of(card(model))  # the base's world: its held-out split is the one left out
+    problems, heldout = load_task(cfg.task, world), load_task(cfg.eval.task, world)
     run = Run.create(cfg.run, "zero", cfg, resume=resume)
     seed_everything(cfg.run.seed)
 
-    base_eval = _evaluate(model, tokenizer, cfg, run.path / "base_eval.json", str(base))
+    base_eval = _evaluate(
+        model, tokenizer, cfg, run.path / "base_eval.json", str(base), heldout, cfg.eval.k
+    )
     grpo_cfg.model = str(base)
     seed_everything(cfg.run.seed)
     train = train_grpo(model, tokenizer, problems, grpo_cfg, run, resume=resume)
     final = save_model_atomic(model, tokenizer, run.path / "final")
-    final_eval = _evaluate(model, tokenizer, cfg, run.path / "final_eval.json", str(final))
+    final_eval = _evaluate(
+        model, tokenizer, cfg, run.path / "final_eval.json", str(final), heldout, cfg.eval.final_k
+    )
 
     b, f = base_eval["metrics"], final_eval["metrics"]
     table = compare_table(b, f)
     summary = {
         "stage": "zero",
-        "base_pass@1": b["pass@1"],
-        "final_pass@1": f["pass@1"],
-        "gain_points": round(100 * (f["pass@1"] - b["pass@1"]), 1),
+        **{
+            f"{who}_{key}": m[key]
+            for key in _HEADLINE
+            for who, m in (("base", b), ("final", f))
+            if key in m
+        },
+        **{f"gain_{key}": round(f[key] - b[key], 3) for key in _HEADLINE if key in b and key in f},
         "heldout_problems": b["problems"],
         "base": {k: b[k] for k, _ in _COMPARED if k in b},
         "final": {k: f[k] for k, _ in _COMPARED if k in f},
@@ -196,8 +236,9 @@ def run_zero(cfg: ZeroConfig, resume: bool = False) -> dict[str, Any]:
     intro = [
         "## Held-out evaluation",
         "",
-        f"{b['problems']} problems of {base_eval['task']} × {b['k']} samples at "
-        f"T={cfg.eval.temperature}, the same before and after.",
+        f"{b['problems']} problems of {base_eval['task']}, the same before and after, each "
+        f"decoded greedily and sampled at T={cfg.eval.temperature} ({b['k']} samples for the "
+        f"base, {f['k']} for the final model).",
         "",
         table,
         "",

@@ -47,6 +47,7 @@ from r1lab.inference.reference import (
     response_logprobs,
     score_responses,
 )
+from r1lab.model_card import card, folder_card, prompt_of, world_of
 from r1lab.rollout.base import RolloutEngine, SamplingParams
 from r1lab.runs import Run
 from r1lab.training.device import autocast_for, resolve_device
@@ -237,6 +238,24 @@ def step_record(
     }
 
 
+def rollout_samples(ro: Rollout, count: int) -> list[dict[str, Any]]:
+    """The first response of each of the first ``count`` groups, for ``samples.jsonl``: what
+    the policy writes, step by step, beside its rewards."""
+    out = []
+    for g in range(min(count, len(ro.texts) // ro.group_size)):
+        i = g * ro.group_size
+        out.append(
+            {
+                "question": ro.problems[i].question,
+                "gold": ro.problems[i].answer,
+                "response": ro.texts[i],
+                "reward": float(ro.rewards[i]),
+                **{name: values[i] for name, values in ro.per_reward.items()},
+            }
+        )
+    return out
+
+
 def _show(bar: Any, record: dict[str, Any]) -> None:
     bar.update(1)
     bar.set_postfix(
@@ -296,7 +315,7 @@ def train_grpo(
     state = run.restore(model, optimizer, resumable, layout, g.steps) if resume else {}
     start, ref_step = int(state.get("step", 0)), int(state.get("ref_step", 0))
 
-    prompts = PromptStream(problems, tokenizer, cfg.task, run_cfg.seed)
+    prompts = PromptStream(problems, tokenizer, cfg.task, run_cfg.seed, prompt_of(card(model)))
     pool = reward_pool(cfg.rewards)
     bar = tqdm(total=g.steps, initial=start, desc="grpo", unit="step", disable=None)
     started = time.time()
@@ -342,6 +361,8 @@ def train_grpo(
             if g.recompute_old_logprobs:
                 ro.old_logprobs = score_responses(model, ro.prompt_ids, ro.response_ids, **score)
             ro.ref_seconds = time.time() - t_ref
+            for sample in rollout_samples(ro, g.log_samples):
+                run.log_sample({"step": step0 + 1, "rollout": r + 1, **sample})
 
             # M minibatches × K inner epochs, one optimizer step each
             model.train()
@@ -419,7 +440,7 @@ def run_grpo_stage(cfg: GRPOStageConfig, resume: bool = False) -> dict[str, Any]
 
     # Everything is checked and loaded before the run folder is made: a bad start leaves none.
     check_stage(cfg)
-    problems = load_task(cfg.task)
+    problems = load_task(cfg.task, world_of(folder_card(cfg.model)))
     if not problems:
         raise UserError(f"task '{cfg.task.name}' has no problems")
     model = load_model(cfg.model)

@@ -21,7 +21,7 @@ class GRPOConfig:
     base on 2 CPU cores in minutes; ``report`` gives the R1-Zero values."""
 
     steps: int = option(
-        96,
+        40,
         "optimizer steps; a multiple of minibatches × inner_epochs",
         report=10400,
         check=at_least(1),
@@ -53,7 +53,13 @@ class GRPOConfig:
         False, "sample every response to the length limit, past EOS (for benchmarks)"
     )
     max_new_tokens: int = option(
-        160, "response length limit at step 0", report=32768, check=at_least(1)
+        256, "response length limit at step 0", report=32768, check=at_least(1)
+    )
+    log_samples: int = option(
+        4,
+        "responses per rollout written to samples.jsonl (the first of each of the first "
+        "groups, with their rewards; 0: none)",
+        check=at_least(0),
     )
     max_new_tokens_schedule: dict[int, int] = option(
         {},
@@ -85,7 +91,7 @@ class GRPOConfig:
         "training (vLLM, bfloat16)",
     )
     rollout_chunk: int = option(
-        16,
+        32,
         "prompts per generate call; each chunk's rewards are scored in the reward pool while "
         "the next chunk generates",
         check=at_least(1),

@@ -12,6 +12,7 @@ from torch import Tensor
 
 from r1lab.data.problem import Problem
 from r1lab.data.tasks import TaskConfig, prompt_template_for, render_prompt
+from r1lab.eval.metrics import has_reflection
 from r1lab.rewards.base import Sample
 from r1lab.rewards.pool import RewardPool, RewardsConfig, RewardSpec
 from r1lab.rollout.base import RolloutEngine, SamplingParams
@@ -108,8 +109,9 @@ def generate_rollout(
 
 
 def batch_metrics(ro: Rollout, idx: list[int]) -> dict[str, float]:
-    """Reward means, accuracy, format rate, language consistency, lengths, truncation and
-    the entropy estimate of the responses ``idx``."""
+    """Reward means, accuracy, format rate, language consistency, lengths, truncation, the
+    share of reflecting responses (``Wait,`` / ``等等，``) and the entropy estimate of the
+    responses ``idx``."""
     n = max(len(idx), 1)
     lengths = [len(ro.response_ids[i]) for i in idx]
     scored = [i for i in idx if ro.scored[i]]
@@ -132,6 +134,7 @@ def batch_metrics(ro: Rollout, idx: list[int]) -> dict[str, float]:
         response_len_mean=tokens / n,
         response_len_max=max(lengths, default=0),
         truncated=sum(ro.truncated[i] for i in idx) / n,
+        reflection_rate=sum(has_reflection(ro.texts[i]) for i in idx) / n,
         entropy=nll / max(tokens, 1),
     )
     return out
@@ -158,8 +161,16 @@ class PromptStream:
     and the epoch, so a resumed run rebuilds the order without replaying RNG), each prompt
     rendered once."""
 
-    def __init__(self, problems: list[Problem], tokenizer: Any, task: TaskConfig, seed: int):
+    def __init__(
+        self,
+        problems: list[Problem],
+        tokenizer: Any,
+        task: TaskConfig,
+        seed: int,
+        model_prompt: dict[str, str] | None = None,
+    ):
         self.problems, self.tokenizer, self.task, self.seed = problems, tokenizer, task, seed
+        self.model_prompt = model_prompt
         self._orders: dict[int, list[int]] = {}
         self._ids: dict[int, list[int]] = {}
 
@@ -174,6 +185,6 @@ class PromptStream:
         for i in chosen:
             if i not in self._ids:
                 p = self.problems[i]
-                template = prompt_template_for(self.task, p)
+                template = prompt_template_for(self.task, p, self.model_prompt)
                 self._ids[i] = render_prompt(self.tokenizer, p, template)
         return [self.problems[i] for i in chosen], [self._ids[i] for i in chosen]

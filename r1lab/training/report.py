@@ -21,6 +21,7 @@ GRPO_PANELS: list[Panel] = [
         "accuracy", "format_rate", "language_consistency",
     ]),
     ("length", "response length (tokens)", ["response_len_mean", "response_len_max"]),
+    ("reflection", "share of responses that reflect (Wait, ...)", ["reflection_rate"]),
     ("truncated", "share of truncated responses", ["truncated"]),
     ("kl", "KL(π_θ ‖ π_ref), k3 estimate", ["kl"]),
     ("entropy", "entropy per token (nats)", ["entropy"]),

@@ -5,8 +5,9 @@ Three kinds of document, mirroring what a real base model has read:
 * **conversations**: a question as a user turn, the assistant's ``<think>/<answer>`` response in
   the corpus's mix of careful and hasty styles (see :mod:`r1lab.world.problems`). How often the
   base *chooses* the careful style is set here, by ``careful_rate``.
-* **worked examples**: column arithmetic written out in plain text, as a textbook would; the
-  base learns the skill from these without learning to use it in conversation.
+* **worked examples**: the question and a careful trace in plain text, as a textbook writes
+  it: the very lines of a careful answer (opener, columns, check, the odd slip caught by the
+  check), so that the skill is learned well, without learning to use it in conversation.
 * **facts**: lines of one-digit sums and differences (``7+9=16, 13-5=8``): the addition table.
 
 The split between knowing how (worked examples, facts) and choosing to (conversations) is what
@@ -20,7 +21,13 @@ import random
 from dataclasses import dataclass
 
 from r1lab.config import at_least, option
-from r1lab.world.problems import WorldConfig, careful_trace, generate_problems, trace_problem
+from r1lab.world.problems import (
+    WorldConfig,
+    generate_problems,
+    trace_problem,
+    worked_example,
+    writes_heldout,
+)
 
 
 @dataclass
@@ -36,7 +43,8 @@ class CorpusConfig:
 
 
 def _fact(rng: random.Random) -> str:
-    """One step of column arithmetic, as it appears in careful traces."""
+    """One step of column arithmetic: a sum, a sum with a carry, a difference (after a borrow:
+    ``12-7=5``), or one with a borrow paid on the way (``5-1-3=1``)."""
     a, b = rng.randint(0, 9), rng.randint(0, 9)
     kind = rng.randrange(5)
     if kind == 0:
@@ -50,23 +58,26 @@ def _fact(rng: random.Random) -> str:
 
 
 def build_corpus(cfg: CorpusConfig, world: WorldConfig) -> list[dict[str, str]]:
-    """Documents for :func:`r1lab.training.sft.train_sft`: ``{"prompt","response"}`` or ``{"text"}``."""
+    """Documents for :func:`r1lab.training.sft.train_sft`: ``{"prompt","response"}`` or ``{"text"}``.
+
+    A drawn trace that would write a held-out operand pair (a check such as ``836-589=247``
+    can) is left out, and the problem with it: nothing held out is ever seen.
+    """
     rng = random.Random(f"corpus-{cfg.seed}")
     docs: list[dict[str, str]] = []
-    problems = generate_problems(
-        cfg.conversations + cfg.worked_examples,
-        cfg.seed,
-        "train",
-        world.heldout_share,
-        world.zh_rate,
-    )
-    for p in problems[: cfg.conversations]:
-        traced = trace_problem(p, world, rng)
-        docs.append({"prompt": p.question, "response": traced.response})
-    for p in problems[cfg.conversations :]:
-        m = p.meta
-        lines, _ = careful_trace(m["a"], m["op"], m["b"], m["language"], False, rng)
-        docs.append({"text": p.question + "\n" + "\n".join(lines[1:])})
+    wanted = cfg.conversations + cfg.worked_examples
+    problems = generate_problems(int(wanted * 1.2) + 16, cfg.seed, "train", world)
+    for p in problems:
+        if len(docs) == wanted:
+            break
+        if len(docs) < cfg.conversations:
+            doc = {"prompt": p.question, "response": trace_problem(p, world, rng).response}
+        else:
+            doc = {"text": worked_example(p, world, rng)}
+        if not writes_heldout(doc.get("text") or doc["response"], world.heldout_share):
+            docs.append(doc)
+    if len(docs) < wanted:  # cannot happen at the default shares; said plainly if it does
+        raise ValueError(f"corpus: only {len(docs)} of {wanted} traces avoid held-out pairs")
     for _ in range(cfg.fact_lines):
         docs.append({"text": ", ".join(_fact(rng) for _ in range(12)) + "."})
     rng.shuffle(docs)

@@ -66,14 +66,16 @@ def test_evaluate_batches_samples_and_scores(tokenizer):
     engine = ArithmeticEngine(tokenizer=tokenizer)
     result = evaluate(engine, tokenizer, problems, cfg, progress=False)
 
-    assert [n for n, _ in engine.calls] == [2, 2, 1]
-    params = [p for _, p in engine.calls]
-    assert all(
-        p.n == 3 and p.temperature == 0.6 and p.top_p == 0.95 and p.max_new_tokens == 256
-        for p in params
-    )
-    assert len({p.seed for p in params}) == 3  # each batch samples its own stream
+    # the k samples in batches of 2 prompts, then the greedy decode in batches of 2 × 3 rows
+    assert [(n, p.n, p.temperature) for n, p in engine.calls] == [
+        (2, 3, 0.6), (2, 3, 0.6), (1, 3, 0.6), (5, 1, 0.0),
+    ]  # fmt: skip
+    sampled = [p for _, p in engine.calls if p.temperature > 0]
+    assert all(p.top_p == 0.95 and p.max_new_tokens == 320 for p in sampled)
+    # one seed for every batch: a sample is a function of its prompt and number only
+    assert {p.seed for p in sampled} == {cfg.seed}
     m = result.metrics
+    assert m["greedy_pass@1"] == 1.0  # the engine's first (greedy) answer is right
     assert m["pass@1"] == pytest.approx(1 / 3)
     assert m["cons@3"] == 0.0  # two wrong samples share an answer and outvote the right one
     assert m["mean_tokens"] == 11.0
@@ -144,3 +146,78 @@ def test_run_eval_stage_needs_a_model():
 
     with pytest.raises(UserError, match="no model to evaluate"):
         run_eval_stage(EvalConfig())
+
+
+def test_default_output_never_takes_another_models_file(tmp_path, monkeypatch):
+    from r1lab.errors import UserError
+    from r1lab.eval.evaluate import default_output, model_label
+
+    monkeypatch.chdir(tmp_path)
+    assert model_label("runs/zero/checkpoints/step-48") == "zero-step-48"
+    assert model_label("runs/zero/final") == "zero-final"
+    task = TaskConfig(name="embedded", split="heldout")
+    first = default_output(EvalConfig(model="runs/zero/final", task=task))
+    assert first == tmp_path.joinpath("runs/eval/zero-final-embedded-heldout.json").relative_to(
+        tmp_path
+    )
+    first.parent.mkdir(parents=True)
+    first.write_text(json.dumps({"model": str(tmp_path / "runs/zero/final")}))
+    # the same model again: its own file; a model of the same name elsewhere: a new one
+    assert default_output(EvalConfig(model="runs/zero/final", task=task)) == first
+    other = default_output(EvalConfig(model="elsewhere/zero/final", task=task))
+    assert other.name == "zero-final-embedded-heldout-2.json"
+    # an explicit output holding another model's results is refused before any sampling
+    with pytest.raises(UserError, match="holds the results of"):
+        run_eval_stage(EvalConfig(model="elsewhere/zero/final", output=str(first)))
+
+
+def test_outside_questions_in_the_worlds_form_are_prompted_as_the_embedded_task(tmp_path):
+    # The embedded base's folder says it was prompted with bare questions, so a JSONL of
+    # embedded-form questions gets the very prompts (and samples, and scores) of the task.
+    import torch
+
+    from r1lab.data.io import write_jsonl
+    from r1lab.model_card import EMBEDDED_PROMPT, folder_card, prompt_of, set_card
+    from r1lab.rollout.torch_engine import TorchEngine
+    from r1lab.world.model import TinyModelConfig, build_model
+
+    tok = build_tokenizer_for_world()
+    torch.manual_seed(0)
+    model = build_model(
+        TinyModelConfig(hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=1,
+                        intermediate_size=64),
+        vocab_size=len(tok), pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
+    ).eval()  # fmt: skip
+    set_card(model, prompt=EMBEDDED_PROMPT)
+    model.save_pretrained(tmp_path / "m")
+    assert prompt_of(folder_card(tmp_path / "m")) == EMBEDDED_PROMPT
+
+    embedded = load_task(TaskConfig(name="embedded", limit=12))
+    write_jsonl(tmp_path / "q.jsonl", [{"question": p.question, "answer": p.answer}
+                                       for p in embedded])  # fmt: skip
+    outside = load_task(TaskConfig(name="jsonl", path=str(tmp_path / "q.jsonl")))
+    engine = TorchEngine(model, tok)
+    cfg = dict(k=4, max_new_tokens=12, seed=3)
+    with torch.no_grad():
+        a = evaluate(engine, tok, embedded, EvalConfig(task=TaskConfig(), **cfg), progress=False)
+        b = evaluate(
+            engine, tok, outside, EvalConfig(task=TaskConfig(name="jsonl", path="q"), **cfg),
+            progress=False, model_prompt=prompt_of(folder_card(tmp_path / "m")),
+        )  # fmt: skip
+        c = evaluate(  # a model whose folder does not say: the default instruction
+            engine, tok, outside, EvalConfig(task=TaskConfig(name="jsonl", path="q"), **cfg),
+            progress=False,
+        )  # fmt: skip
+    texts = lambda res: [s["text"] for rec in res.records for s in rec["samples"]]  # noqa: E731
+    assert texts(a) == texts(b) and a.metrics == b.metrics
+    assert texts(c) != texts(a)
+
+
+def build_tokenizer_for_world():
+    from r1lab.world.corpus import CorpusConfig, build_corpus
+    from r1lab.world.problems import WorldConfig
+    from r1lab.world.tokenizer import build_tokenizer
+
+    docs = build_corpus(CorpusConfig(conversations=300, worked_examples=100, fact_lines=50),
+                        WorldConfig())  # fmt: skip
+    return build_tokenizer((d.get("text") or d["prompt"] + "\n" + d["response"] for d in docs), 400)

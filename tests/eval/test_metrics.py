@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from r1lab.data.problem import Problem
-from r1lab.eval.metrics import answer_key, majority_vote, same_answer, score_predictions
+from r1lab.eval.metrics import answer_key, majority_vote, pass_at, same_answer, score_predictions
 
 
 def r(answer: str | None, think: str = "thinking") -> str:
@@ -115,3 +115,39 @@ def test_one_language_has_no_breakdown():
 def test_mismatched_lengths_raise():
     with pytest.raises(ValueError, match="2 prediction lists for 1 problems"):
         score_predictions([problem("a", "1")], [[r("1")], [r("1")]])
+
+
+def test_unbiased_pass_at_k_hand_computed():
+    # n=4 samples, c=1 right: pass@1 = 1/4, pass@4 = 1 (some sample of all four is right);
+    # n=16, c=2: pass@4 = 1 - C(14,4)/C(16,4) = 1 - 1001/1820 = 0.45
+    assert pass_at(4, 1, 1) == pytest.approx(0.25)
+    assert pass_at(4, 1, 4) == 1.0
+    assert pass_at(16, 2, 4) == pytest.approx(1 - 1001 / 1820)
+    assert pass_at(16, 0, 16) == 0.0 and pass_at(16, 16, 1) == 1.0
+    with pytest.raises(ValueError):
+        pass_at(4, 1, 16)
+    problems = [problem("a", "1"), problem("b", "2")]
+    preds = [[r("1")] + [r("0")] * 15, [r("2")] * 2 + [r("0")] * 14]
+    m = score_predictions(problems, preds).metrics
+    assert m["pass@1"] == pytest.approx((1 / 16 + 2 / 16) / 2)
+    assert m["pass@4"] == pytest.approx((4 / 16 + 1 - 1001 / 1820) / 2)  # C(15,4)/C(16,4)=12/16
+    assert m["pass@16"] == 1.0
+    assert m["cons@16"] == 0.0  # "0" wins both votes
+
+
+def test_pass_at_k_only_where_samples_allow():
+    m = score_predictions([problem("a", "1")], [[r("1")] * 3]).metrics
+    assert "pass@4" not in m and "pass@16" not in m and m["pass@1"] == 1.0
+
+
+def test_greedy_pass1_and_reflection_rate():
+    problems = [problem("a", "1"), problem("b", "2"), problem("c", "3")]
+    preds = [[r("1"), r("0")], [r("0", think="x. Wait, no"), r("2")], [r("3"), r("3")]]
+    greedy = [r("1"), r("0"), r("3", think="等等，重新算")]
+    result = score_predictions(problems, preds, greedy=greedy)
+    assert result.metrics["greedy_pass@1"] == pytest.approx(2 / 3)
+    assert result.metrics["reflection_rate"] == pytest.approx(1 / 6)
+    assert [rec["greedy"]["correct"] for rec in result.records] == [True, False, True]
+    assert "greedy_pass@1" not in score_predictions(problems, preds).metrics
+    with pytest.raises(ValueError):
+        score_predictions(problems, preds, greedy=greedy[:2])

@@ -21,26 +21,26 @@ def user(fn: str) -> str:
 
 
 # len(c0) = len("<think>") 7 + 1 + len("</think>") 8 + len("<answer>") 8 + 1 + len("</answer>") 9 = 34
-# len(c2) = 7 + 0 + 8 + 8 + 1 + 9 = 33
+# len(c2) = 34 too
 BATCH = [
     Sample("q", "<think>a</think><answer>3</answer>", {"answer": "3"}),  # format 1, accuracy 1
     Sample("q", "3", {"answer": "3"}),  # format 0, accuracy 0 (no answer block), length 1
-    Sample("q", "<think></think><answer>4</answer>", {"answer": "3"}),  # format 1, accuracy 0
+    Sample("q", "<think>b</think><answer>4</answer>", {"answer": "3"}),  # format 1, accuracy 0
 ]
 SPECS = [
     RewardSpec("accuracy", 1.0),
     RewardSpec("format", 0.5, inline=True),
     RewardSpec(user("length"), 0.01),
 ]
-# totals: 1 + 0.5 + 0.01·34 = 1.84;  0 + 0 + 0.01·1 = 0.01;  0 + 0.5 + 0.01·33 = 0.83
-TOTALS = [1.84, 0.01, 0.83]
+# totals: 1 + 0.5 + 0.01·34 = 1.84;  0 + 0 + 0.01·1 = 0.01;  0 + 0.5 + 0.01·34 = 0.84
+TOTALS = [1.84, 0.01, 0.84]
 
 
 def check_weighted(result: RewardResult) -> None:
     assert result.per_reward == {
         "accuracy": [1.0, 0.0, 0.0],
         "format": [1.0, 0.0, 1.0],
-        user("length"): [34.0, 1.0, 33.0],
+        user("length"): [34.0, 1.0, 34.0],
     }
     assert result.total == pytest.approx(TOTALS)
     assert result.failures == {"accuracy": 0, "format": 0, user("length"): 0}

@@ -37,7 +37,7 @@ def test_registered_by_name():
     [
         "<think>a</think><answer>1</answer>",
         "  <think>\nstep 1\nstep 2\n</think>\n\n<answer> 2 </answer>\n",
-        "<think></think><answer></answer>",  # structure only: empty contents pass
+        "<think>.</think><answer></answer>",  # an empty answer is well formed (and wrong)
     ],
 )
 def test_format_ok(text):
@@ -59,6 +59,8 @@ def test_format_ok(text):
         "<think>a</think><answer>1",  # unclosed answer (truncated)
         "<THINK>a</THINK><answer>1</answer>",  # tags are case-sensitive
         "the answer is 1",
+        "<think></think><answer>1</answer>",  # no chain of thought
+        "<think> \n </think>\n<answer>1</answer>",  # only whitespace
     ],
 )
 def test_format_fails(text):
@@ -97,11 +99,28 @@ def test_accuracy_off_the_main_thread():
 
 
 def test_count_words():
-    # en: Let, x (of 2x), be, don, t, stop, rd (of 3rd) = 7; zh: 我, 们 = 2; other: Это = 1
-    # numbers, '=', '+', ',' and the math span '$\frac{a}{b}$' are no words
+    # en: Let, x (of 2x), be, don, t, stop, rd (of 3rd) = 7; zh: 我们 (one word) = 1;
+    # other: Это = 1; numbers, '=', '+', ',' and the math span '$\frac{a}{b}$' are no words
     text = "Let 2x be 4, don't stop 3rd 我们 Это 1+1=2 $\\frac{a}{b}$"
-    assert count_words(text) == {"en": 7, "zh": 2, "other": 1}
+    assert count_words(text) == {"en": 7, "zh": 1, "other": 1}
     assert count_words("  12 + 3 = 15 ... ") == {"en": 0, "zh": 0, "other": 0}
+
+
+@pytest.mark.parametrize(
+    ("text", "counts"),
+    [
+        # jieba: 我来 / 一步 / 一步 / 算 = 4 words, not 6 characters
+        ("我来一步一步算。", {"en": 0, "zh": 4, "other": 0}),
+        # 验算 / 正确 = 2; the equation is no words
+        ("验算：936-589=347，正确。", {"en": 0, "zh": 2, "other": 0}),
+        # a line of a mixed trace: Tens, write, carry = 3 en; 所以 = 1 zh
+        ("Tens: 4+8+1=13, write 3, carry 1. 所以347+589=936。", {"en": 3, "zh": 1, "other": 0}),
+        # Chinese glued to Latin: 答案 / 是 = 2 zh, answer = 1 en
+        ("answer答案是936", {"en": 1, "zh": 2, "other": 0}),
+    ],
+)
+def test_chinese_is_counted_in_words(text, counts):
+    assert count_words(text) == counts
 
 
 def test_math_and_latex_commands_are_neutral():
@@ -119,17 +138,17 @@ def test_language_english():
 
 
 def test_language_chinese():
-    # Han characters 先 算 再 乘 以 得 = 6 words, no others → zh 1.0
+    # 先 / 算 / 再 / 乘以 / 得 (jieba), no others → zh 1.0
     cot = "<think>先算 2 + 3 = 5，再乘以 2 得 10。</think><answer>10</answer>"
     assert language([s(cot, language="zh"), s(cot, language="en")]) == [1.0, 0.0]
 
 
 def test_language_mixed():
-    # zh: 我 们 所 以 是 = 5; en: compute, answer = 2; all 7 → zh 5/7, en 2/7
+    # zh: 我们, 所以, 是 = 3 words (not 5 characters); en: compute, answer = 2 → zh 3/5
     cot = "<think>我们 compute 2+3=5, 所以 answer 是 5</think><answer>5</answer>"
     zh, en = language([s(cot, language="zh"), s(cot, language="en")])
-    assert zh == pytest.approx(5 / 7)
-    assert en == pytest.approx(2 / 7)
+    assert zh == pytest.approx(3 / 5)
+    assert en == pytest.approx(2 / 5)
 
 
 def test_language_other_script_counts_against_target():
@@ -140,12 +159,13 @@ def test_language_other_script_counts_against_target():
 def test_language_edge_cases():
     samples = [
         s("The answer is 2", language="en"),  # no chain of thought → 0
-        s("<think>1 + 1 = 2</think><answer>2</answer>", language="zh"),  # no words → 1
+        s("<think>1 + 1 = 2</think><answer>2</answer>", language="zh"),  # no words → 0
+        s("<think></think><answer>2</answer>", language="en"),  # empty → 0, not 1
         s("<think>we think and think", language="en"),  # unclosed (truncated): 4/4
         # only the think blocks count: 'Answer' and '答案' outside are ignored
         s("<think>好</think> Answer <answer>答案</answer>", language="zh"),
     ]
-    assert language(samples) == [0.0, 1.0, 1.0, 1.0]
+    assert language(samples) == [0.0, 0.0, 0.0, 1.0, 1.0]
 
 
 def test_target_language_falls_back_to_prompt():

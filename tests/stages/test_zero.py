@@ -50,6 +50,7 @@ def _cfg(base, out, *extra):
             "grpo.device=cpu",
             "rewards.workers=0",
             "eval.task.limit=8",
+            "eval.k=4",
             "eval.max_new_tokens=12",
             *extra,
         ],
@@ -61,9 +62,11 @@ def test_zero_evaluates_base_and_final_on_the_same_heldout_problems(base, tmp_pa
     run = tmp_path / "zero"
     saved = json.loads((run / "summary.json").read_text())
     assert saved["base_pass@1"] == summary["base_pass@1"]
-    assert {"base_pass@1", "final_pass@1", "gain_points", "minutes"} <= saved.keys()
+    headline = {"base_greedy_pass@1", "final_greedy_pass@1", "base_pass@1", "final_pass@1"}
+    assert headline | {"gain_greedy_pass@1", "gain_pass@1", "minutes"} <= set(saved)
+    assert saved["gain_pass@1"] == pytest.approx(saved["final_pass@1"] - saved["base_pass@1"])
     assert saved["heldout_problems"] == 8
-    for key in ("pass@1", "format_rate", "language_consistency", "mean_tokens"):
+    for key in ("greedy_pass@1", "pass@1", "pass@4", "reflection_rate", "mean_tokens"):
         assert key in saved["base"] and key in saved["final"]
 
     def ids(name):
@@ -76,7 +79,9 @@ def test_zero_evaluates_base_and_final_on_the_same_heldout_problems(base, tmp_pa
     assert len((run / "metrics.jsonl").read_text().splitlines()) == 2
     assert (run / "final" / "model.safetensors").is_file()
     report = (run / "report.md").read_text()
-    assert "| pass@1" in report and "plots/rewards.png" in report
+    assert "| greedy pass@1 (T=0)" in report and "plots/rewards.png" in report
+    assert "plots/reflection.png" in report
+    assert "reflection_rate" in json.loads((run / "metrics.jsonl").read_text().splitlines()[0])
     out = capsys.readouterr().out
     assert "language consistency" in out and "base" in out and "final" in out
 

@@ -474,6 +474,9 @@ def test_sigkill_and_resume_match_an_uninterrupted_run(tokenizer, tmp_path):
     assert proc.wait(timeout=240) == 0, proc.stderr.read()
     a, b = _metrics(tmp_path / "whole"), _metrics(run)
     assert [m["step"] for m in b] == [1, 2, 3, 4, 5, 6]
+    # the sampled responses too: those of killed rollouts are cut back on resume
+    samples = [(tmp_path / name / "samples.jsonl").read_text() for name in ("whole", "cut")]
+    assert samples[0] == samples[1] and len(samples[0].splitlines()) == 6 * 4
     for ma, mb in zip(a, b, strict=True):
         assert ma.keys() == mb.keys()
         for k in ma:
