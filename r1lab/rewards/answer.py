@@ -101,17 +101,10 @@ def numeric_answer(text: str) -> bool:
     if m is None:
         return False
     rest = body[m.end() :]
-    if rest and (not rest[0].isspace() and not _is_unit_start(rest)):
-        return False
     if rest and not _UNIT.fullmatch(rest):
         return False
     words = {w.lower() for w in re.findall(r"[A-Za-z]+", rest)}
     return not (words & _HEDGES) and not any(h in rest for h in _HEDGES_ZH)
-
-
-def _is_unit_start(rest: str) -> bool:
-    # "18dollars" or "18元" or "18\text{ cm}": a unit glued to the number
-    return rest.startswith(("\\text", "\\mbox")) or rest[0].isalpha()
 
 
 def _as_math(text: str) -> str:

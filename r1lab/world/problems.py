@@ -284,17 +284,18 @@ def _moves(a: int, b: int, op: str) -> list[int]:
     return out
 
 
-def _work(a: int, op: str, b: int, lang: str, forget: int = -1) -> tuple[list[str], int, str]:
-    """The columns and the "So" line of ``a op b``; returns them, the value and its check."""
+def _work(a: int, op: str, b: int, lang: str, forget: int = -1) -> tuple[list[str], int, str, int]:
+    """The columns and the "So" line of ``a op b``; returns them, the value they reach, and
+    the check by the inverse operation with its result (``a`` back, when nothing slipped)."""
     en = lang == "en"
     if op == "+":
         lines, value = _column_add(a, b, lang, forget)
         lines.append(f"So {a}+{b}={value}." if en else f"所以{a}+{b}={value}。")
-        return lines, value, f"{value}-{b}"
+        return lines, value, f"{value}-{b}", value - b
     if a >= b:
         lines, value = _column_sub(a, b, lang, forget)
         lines.append(f"So {a}-{b}={value}." if en else f"所以{a}-{b}={value}。")
-        return lines, value, f"{value}+{b}"
+        return lines, value, f"{value}+{b}", value + b
     lines = [
         f"{a} is less than {b}, so I work out {b}-{a} and make it negative."
         if en
@@ -303,7 +304,10 @@ def _work(a: int, op: str, b: int, lang: str, forget: int = -1) -> tuple[list[st
     more, d = _column_sub(b, a, lang, forget)
     lines += more
     lines.append(f"So {b}-{a}={d}, and {a}-{b}=-{d}." if en else f"所以{b}-{a}={d}，{a}-{b}=-{d}。")
-    return lines, -d, f"{d}+{a}"
+    return lines, -d, f"{d}+{a}", d + a
+
+
+_LOST = {"+": ("carry", "进位"), "-": ("borrow", "借位")}
 
 
 def careful_trace(
@@ -315,38 +319,22 @@ def careful_trace(
     does not come out, and the trace says so (``Wait, …``) and works the sum again.
     """
     en = lang == "en"
-    value = a + b if op == "+" else a - b
-    target = a if op == "+" or a >= b else b  # what the check must give back
     lines = ["Let me work it out step by step." if en else "我来一步一步算。"]
+    work, value, check, target = _work(a, op, b, lang)
     hi, lo = (a, b) if op == "+" or a >= b else (b, a)
     moves = _moves(hi, lo, op)
     if slip and moves:
-        first, _, check = _work(a, op, b, lang, forget=rng.choice(moves))
-        back = _evaluate(check)
+        first, _, wrong, back = _work(a, op, b, lang, forget=rng.choice(moves))
+        lost_en, lost_zh = _LOST[op]
         lines += first
         lines.append(
-            f"Check: {check}={back}, not {target}. Wait, I lost a {_kind(op)}; let me redo it."
+            f"Check: {wrong}={back}, not {target}. Wait, I lost a {lost_en}; let me redo it."
             if en
-            else f"验算：{check}={back}，不是{target}。等等，我漏了{_kind_zh(op)}，重新算。"
+            else f"验算：{wrong}={back}，不是{target}。等等，我漏了{lost_zh}，重新算。"
         )
-    work, got, check = _work(a, op, b, lang)
-    assert got == value
     lines += work
     lines.append(f"Check: {check}={target}. Correct." if en else f"验算：{check}={target}，正确。")
     return lines, str(value)
-
-
-def _kind(op: str) -> str:
-    return "carry" if op == "+" else "borrow"
-
-
-def _kind_zh(op: str) -> str:
-    return "进位" if op == "+" else "借位"
-
-
-def _evaluate(expr: str) -> int:
-    x, op, y = re.fullmatch(r"(-?\d+)([+\-])(\d+)", expr).groups()  # type: ignore[union-attr]
-    return int(x) + int(y) if op == "+" else int(x) - int(y)
 
 
 # --- hasty traces ------------------------------------------------------------------------------
