@@ -37,7 +37,11 @@ STAGES: dict[str, Stage] = {
     "sft": Stage("r1lab.training.sft:SFTStageConfig", "r1lab.training.sft:run_sft_stage", "supervised fine-tuning of a model folder on a JSONL/Parquet file of examples"),
     "grpo": Stage("r1lab.training.grpo_config:GRPOStageConfig", "r1lab.training.grpo:run_grpo_stage", "GRPO reinforcement learning on a task's verifiable problems"),
     "zero": Stage("r1lab.stages.zero:ZeroConfig", "r1lab.stages.zero:run_zero", "the R1-Zero path: base -> eval -> GRPO (accuracy + format) -> eval"),
+    "coldstart": Stage("r1lab.stages.coldstart:ColdStartConfig", "r1lab.stages.coldstart:run_coldstart", "cold-start data (stage A): R1-Zero samples -> correct, readable, one language -> judge rewrite -> re-check"),
+    "sample": Stage("r1lab.stages.sample:SampleConfig", "r1lab.stages.sample:run_sample", "rejection sampling (stage C data): Dev-2 samples -> rules or judge -> readability filters -> + general data"),
+    "pipeline": Stage("r1lab.stages.pipeline:PipelineConfig", "r1lab.stages.pipeline:run_pipeline", "the R1 recipe: pretrain, R1-Zero, cold start, A, B, rejection sampling, C, one report (a rerun resumes)"),
     "eval": Stage("r1lab.eval.evaluate:EvalConfig", "r1lab.eval.evaluate:run_eval_stage", "decode each problem greedily and sample it k times; report greedy pass@1, pass@1, pass@4/16 and cons@k"),
+    "serve": Stage("r1lab.serve.stage:ServeConfig", "r1lab.serve.stage:run_serve", "serve a model folder (or the oracle judge) on an OpenAI-compatible /v1/chat/completions API"),
 }
 # fmt: on
 

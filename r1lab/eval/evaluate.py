@@ -27,6 +27,7 @@ __all__ = [
     "EvalConfig",
     "EvalResult",
     "evaluate",
+    "evaluate_cached",
     "format_table",
     "run_eval_stage",
     "score_predictions",
@@ -133,6 +134,50 @@ def evaluate(
         finish_reasons=finishes,
         greedy=greedy if cfg.greedy else None,
     )
+
+
+def evaluate_cached(
+    model: Any, tokenizer: Any, problems: list[Problem], cfg: EvalConfig, out: Path
+) -> dict[str, Any]:
+    """Evaluate an in-memory ``model`` (``cfg.model`` is its label) and write the results to
+    ``out`` and the per-problem samples beside it (``<stem>.samples.jsonl``); when ``out``
+    exists it is read instead, so a resumed stage does not evaluate twice."""
+    import json
+
+    import torch
+
+    from r1lab.data.io import write_jsonl
+    from r1lab.model_card import card, prompt_of
+    from r1lab.rollout.torch_engine import TorchEngine
+    from r1lab.runs import write_json_atomic
+
+    if out.is_file():
+        return json.loads(out.read_text(encoding="utf-8"))
+    started = time.time()
+    model.eval()
+    with torch.no_grad():
+        result = evaluate(
+            TorchEngine(model, tokenizer), tokenizer, problems, cfg,
+            model_prompt=prompt_of(card(model)),
+        )  # fmt: skip
+    task = cfg.task
+    record = {
+        "model": cfg.model,
+        "task": f"{task.name}/{task.split}" if task.name == "embedded" else task.name,
+        **result.to_dict(),
+        "seconds": round(time.time() - started, 1),
+        "config": to_dict(cfg),
+    }
+    write_jsonl(out.with_name(out.stem + ".samples.jsonl"), result.records)
+    write_json_atomic(out, record)
+    return record
+
+
+def read_samples(out: Path) -> list[dict[str, Any]]:
+    """The per-problem records :func:`evaluate_cached` wrote beside ``out``."""
+    from r1lab.data.io import read_records
+
+    return read_records(out.with_name(out.stem + ".samples.jsonl"))
 
 
 def check_output(path: Path) -> None:

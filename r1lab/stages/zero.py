@@ -14,7 +14,6 @@ Everything lands in ``runs/zero/``: the GRPO run (``metrics.jsonl``, ``checkpoin
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -23,6 +22,7 @@ from typing import Any
 from r1lab.config import option, section, to_dict
 from r1lab.data.tasks import TaskConfig
 from r1lab.errors import UserError
+from r1lab.eval.evaluate import EvalConfig
 from r1lab.rewards.config import RewardsConfig
 from r1lab.runs import Run, RunConfig
 from r1lab.stages.pretrain import PretrainStageConfig
@@ -99,15 +99,7 @@ def _evaluate(
     model: Any, tokenizer: Any, cfg: ZeroConfig, out: Path, label: str, problems: list, k: int
 ) -> dict:
     """Held-out metrics of ``model``, cached in ``out`` (a resumed run does not redo them)."""
-    if out.is_file():
-        return json.loads(out.read_text())
-    import torch
-
-    from r1lab.data.io import write_jsonl
-    from r1lab.eval.evaluate import EvalConfig, evaluate, format_table
-    from r1lab.model_card import card, prompt_of
-    from r1lab.rollout.torch_engine import TorchEngine
-    from r1lab.runs import write_json_atomic
+    from r1lab.eval.evaluate import evaluate_cached, format_table
 
     e = cfg.eval
     ecfg = EvalConfig(
@@ -121,23 +113,10 @@ def _evaluate(
         batch_size=e.batch_size,
         seed=e.seed,
     )
-    started = time.time()
-    model.eval()
-    with torch.no_grad():
-        result = evaluate(
-            TorchEngine(model, tokenizer), tokenizer, problems, ecfg,
-            model_prompt=prompt_of(card(model)),
-        )  # fmt: skip
-    record = {
-        "model": label,
-        "task": f"{e.task.name}/{e.task.split}" if e.task.name == "embedded" else e.task.name,
-        **result.to_dict(),
-        "seconds": round(time.time() - started, 1),
-        "config": to_dict(ecfg),
-    }
-    print(format_table(record))
-    write_jsonl(out.with_name(out.stem + ".samples.jsonl"), result.records)
-    write_json_atomic(out, record)
+    cached = out.is_file()
+    record = evaluate_cached(model, tokenizer, problems, ecfg, out)
+    if not cached:
+        print(format_table(record))
     return record
 
 
