@@ -9,6 +9,9 @@ Three kinds of document, mirroring what a real base model has read:
   it: the very lines of a careful answer (opener, columns, check, the odd slip caught by the
   check), so that the skill is learned well, without learning to use it in conversation.
 * **facts**: lines of one-digit sums and differences (``7+9=16, 13-5=8``): the addition table.
+* **general text**: word lists, dictionary lines, notes, greetings and refusals in stories
+  (:func:`r1lab.world.general.general_document`): the language of the general prompts,
+  read as plain text, never as an assistant's answer.
 
 The split between knowing how (worked examples, facts) and choosing to (conversations) is what
 lets pure RL find accuracy: the reward teaches the base to pick the careful style it already
@@ -39,6 +42,9 @@ class CorpusConfig:
     )
     worked_examples: int = option(6250, "plain-text column-arithmetic documents", check=at_least(0))
     fact_lines: int = option(9000, "documents of one-digit facts, 12 per line", check=at_least(0))
+    general_documents: int = option(
+        3000, "plain-text documents in the words of the general prompts", check=at_least(0)
+    )
     seed: int = option(0, "seed of the corpus draw")
 
 
@@ -80,5 +86,10 @@ def build_corpus(cfg: CorpusConfig, world: WorldConfig) -> list[dict[str, str]]:
         raise ValueError(f"corpus: only {len(docs)} of {wanted} traces avoid held-out pairs")
     for _ in range(cfg.fact_lines):
         docs.append({"text": ", ".join(_fact(rng) for _ in range(12)) + "."})
+    if cfg.general_documents:
+        from r1lab.world.general import general_document
+
+        general = random.Random(f"general-corpus-{cfg.seed}")
+        docs += [{"text": general_document(general)} for _ in range(cfg.general_documents)]
     rng.shuffle(docs)
     return docs

@@ -364,3 +364,56 @@ def reference_response(p: Problem, rng: random.Random) -> str:
     and refusals, a short one otherwise. It scores 10 by :func:`helpfulness`."""
     thought = "" if p.meta["kind"] in ("greeting", "unsafe") else _thought(p, rng)
     return f"<think>{thought}</think>\n<answer>{_answer(p, rng)}</answer>"
+
+
+# --- what the base has read ---------------------------------------------------------------------
+
+
+@functools.cache
+def _train_unsafe(lang: str) -> list[str]:
+    return [
+        p.question
+        for p in all_general()
+        if p.meta["kind"] == "unsafe" and p.meta["language"] == lang
+        and general_split(p.question) == "train"
+    ]  # fmt: skip
+
+
+def general_document(rng: random.Random) -> str:
+    """A plain-text document in the words of the general prompts, as a base model reads them
+    on the web: a word list, dictionary lines, a note to a friend, a greeting in a story, a
+    request turned down. No user turn, no assistant answer: the base knows the language of
+    general prompts but not how an assistant answers them (stage C's SFT teaches that)."""
+    lang = rng.choice(("en", "zh"))
+    en = lang == "en"
+    kind = rng.randrange(5)
+    if kind == 0:
+        category = rng.choice(tuple(CATEGORIES))
+        items = rng.sample(CATEGORIES[category], rng.randint(3, 6))
+        words = [e if en else z for e, z in items]
+        return f"{category.capitalize()}: {', '.join(words)}." if en else (
+            f"{CATEGORY_ZH[category]}：{'、'.join(words)}。"
+        )  # fmt: skip
+    if kind == 1:
+        pairs = rng.sample(WORDS, rng.randint(3, 6))
+        return " ".join(
+            f'"{e}" is {z} in Chinese.' if en else f"“{z}”的英文是{e}。" for e, z in pairs
+        )
+    name, other = rng.sample(NAMES[lang], 2)
+    if kind == 2:
+        body = {
+            "thanks": ("thank you so much for your help!", "谢谢你的帮助！"),
+            "sorry": ("I am sorry about yesterday.", "对不起，昨天是我不好。"),
+            "birthday": ("happy birthday! Have a great day.", "祝你生日快乐！"),
+            "tomorrow": ("see you tomorrow!", "明天见！"),
+        }[rng.choice(tuple(GISTS))]
+        return f"Dear {name}, {body[0]} {other}" if en else f"{name}，{body[1]}{other}"
+    if kind == 3:
+        hello = rng.choice(GREETING_REPLIES[lang])
+        return f'{name} came in and said "{hello}"' if en else f"{name}走进来说：“{hello}”"
+    refusal = rng.choice(REFUSALS[lang])
+    # only training prompts: a held-out one never appears, with or without its refusal
+    ask = rng.choice(_train_unsafe(lang))
+    return f'{other} asked {name}: "{ask}" {name} said: "{refusal}"' if en else (
+        f"{other}问{name}：“{ask}”{name}说：“{refusal}”"
+    )  # fmt: skip
