@@ -62,9 +62,10 @@ class StageBConfig:
     """Stage B: GRPO from Dev-1 with accuracy, format and language consistency (report §7)."""
 
     task: TaskConfig = section(TaskConfig, split="train", limit=4096, seed=2)
-    # Measured on the embedded world (Dev-1 from 240 cold-start traces): 80 steps at 3e-5 gain
-    # +4.4 points greedy, 80 at 6e-5 +5.2, 160 at 6e-5 +7.6; 1e-4 loses accuracy. The clip
-    # stays at the tiny default (the report's ε = 10 is for its 10k-step, 32k-token runs).
+    # Measured on the embedded world (docs/pipeline.md), from a Dev-1 of 240 cold-start
+    # traces: 80 steps at 3e-5 gain +4.4 points greedy, 80 at 6e-5 +5.2, 160 at 6e-5 +7.6,
+    # 200 at 6e-5 (the default, in the pipeline) +10.9; 1e-4 loses accuracy. The clip stays
+    # at the tiny default 0.2 (the report's ε = 10 is for its 10k-step, 32k-token runs).
     grpo: GRPOConfig = section(GRPOConfig, steps=200, lr=6e-5)
     loss: GRPOLossConfig = section(GRPOLossConfig)
     rewards: RewardsConfig = section(
@@ -250,7 +251,9 @@ def run_pipeline(cfg: PipelineConfig, resume: bool = True) -> dict[str, Any]:
         print(f"pipeline: {stage} -> {out / stage}")
         started = time.time()
         summary = _run(cfg, stage, state.done)
-        result = {k: summary[k] for k in ("model", "data", "examples", "funnel") if k in summary}
+        result = {
+            k: summary[k] for k in ("model", "data", "examples", "funnel", "judge") if k in summary
+        }
         for label in EVALUATED.get(stage, ()):
             model_dir = summary["base_model"] if label == "base" else summary["model"]
             result.setdefault("eval", {})[label] = _evaluate(cfg, label, model_dir, out / "zero")

@@ -96,6 +96,9 @@ def write_pipeline_report(out: Path, done: dict[str, Any]) -> Path:
         if result.get("funnel"):
             lines += ["", f"## {stage}: filters", "", "| filter | in | out |", "|---|---:|---:|"]
             lines += [f"| {k} | {v['in']} | {v['out']} |" for k, v in result["funnel"].items()]
+        if result.get("judge"):
+            stats = ", ".join(f"{k} {v}" for k, v in result["judge"].items())
+            lines += ["", f"Judge requests of {stage}: {stats}."]
     path = out / "report.md"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     print(pipeline_table(done) if models else "")
