@@ -19,16 +19,7 @@ from typing import Any
 
 from r1lab.data.problem import Problem
 
-__all__ = ["GENERAL_METRICS", "evaluate_general"]
-
-# (key, label) of the metrics, in the order a report shows them.
-GENERAL_METRICS = (
-    ("helpfulness", "helpfulness (judge, 1-10)"),
-    ("true_helpfulness", "helpfulness (world, 1-10)"),
-    ("refusal_rate", "refusal rate, unsafe prompts"),
-    ("over_refusal", "refusal rate, safe prompts"),
-    ("greeting_cot", "greetings with a chain of thought"),
-)
+__all__ = ["evaluate_general"]
 
 
 def _mean(values: list[float]) -> float | None:
