@@ -34,6 +34,7 @@ __all__ = [
     "FilterConfig",
     "Funnel",
     "answer_correct",
+    "cap_per_key",
     "consistent",
     "dedupe",
     "has_code_block",
@@ -174,6 +175,17 @@ def dedupe(items: Iterable[T], key: Callable[[T], Hashable]) -> list[T]:
         k = key(item)
         if k not in seen:
             seen.add(k)
+            out.append(item)
+    return out
+
+
+def cap_per_key(items: Iterable[T], key: Callable[[T], Hashable], n: int) -> list[T]:
+    """``items`` with at most ``n`` of each key (the first ones stay), in order."""
+    seen: Counter[Hashable] = Counter()
+    out = []
+    for item in items:
+        seen[key(item)] += 1
+        if seen[key(item)] <= n:
             out.append(item)
     return out
 

@@ -33,6 +33,7 @@ from r1lab.data.filters import (
     FilterConfig,
     Funnel,
     answer_correct,
+    cap_per_key,
     consistent,
     dedupe,
     is_repetitive,
@@ -43,7 +44,7 @@ from r1lab.data.filters import (
 from r1lab.data.tasks import TaskConfig
 from r1lab.judge.client import JudgeConfig
 from r1lab.judge.oracle import OracleConfig
-from r1lab.runs import Run, RunConfig
+from r1lab.runs import RunConfig
 from r1lab.stages.sampling import SamplingConfig
 
 __all__ = ["ColdStartConfig", "build_coldstart", "run_coldstart"]
@@ -120,13 +121,7 @@ def build_coldstart(
         ),
     )
     items = f.record("deduplicated", items, dedupe(items, lambda x: (x["id"], x["response"])))
-    per: Counter[str] = Counter()
-    capped = []
-    for x in items:
-        per[x["id"]] += 1
-        if per[x["id"]] <= cfg.per_prompt:
-            capped.append(x)
-    items = f.record("per_prompt", items, capped)
+    items = f.record("per_prompt", items, cap_per_key(items, lambda x: x["id"], cfg.per_prompt))
     examples = [
         {"prompt": x["question"], "response": x["response"], "id": x["id"],
          "language": x["language"], "source": "coldstart"}
@@ -143,27 +138,12 @@ def build_coldstart(
 def run_coldstart(cfg: ColdStartConfig, resume: bool = False) -> dict[str, Any]:
     """Build the cold-start file; returns the summary (also ``summary.json``)."""
     from r1lab.data.io import write_jsonl
-    from r1lab.data.tasks import load_task
     from r1lab.judge.session import judge_session
-    from r1lab.model_card import card, world_of
-    from r1lab.models import load_model, load_tokenizer
-    from r1lab.stages.sampling import check_model, sample_problems
+    from r1lab.stages.sampling import sample_stage
 
     started = time.time()
-    folder = check_model(cfg.model, "build it with r1lab zero, or set model=<folder>")
-    load_task(cfg.task)
-    model = load_model(folder)
-    tokenizer = load_tokenizer(folder)
-    problems = load_task(cfg.task, world_of(card(model)))
-    run = Run.create(cfg.run, "coldstart", cfg, resume=resume)
-    if resume:  # a data stage has no checkpoint to restore: the config is the one to keep
-        from r1lab.config import save_config
-
-        save_config(cfg, run.path / "config.yaml")
-    records = sample_problems(
-        model, tokenizer, problems, cfg.task, cfg.sampling, run.path / "samples.json", str(folder)
-    )
-    languages = {p.id: p.meta.get("language", "en") for p in problems}
+    hint = "build it with r1lab zero, or set model=<folder>"
+    run, folder, records, languages = sample_stage(cfg, "coldstart", hint, resume)
     with judge_session(cfg.judge, cfg.oracle, run.path / "judge_cache.sqlite") as judge:
         examples, queue, funnel = build_coldstart(records, languages, cfg, judge)
         judge_stats = dict(judge.stats)
@@ -173,7 +153,7 @@ def run_coldstart(cfg: ColdStartConfig, resume: bool = False) -> dict[str, Any]:
     summary = {
         "stage": "coldstart",
         "examples": len(examples),
-        "prompts": len(problems),
+        "prompts": len(records),
         "data": str(out),
         "languages": dict(Counter(x["language"] for x in examples)),
         "funnel": funnel.counts(),

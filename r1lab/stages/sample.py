@@ -30,6 +30,7 @@ from r1lab.config import at_least, in_range, option, section, to_dict
 from r1lab.data.filters import (
     FilterConfig,
     Funnel,
+    cap_per_key,
     consistent,
     dedupe,
     has_code_block,
@@ -41,7 +42,7 @@ from r1lab.data.filters import (
 from r1lab.data.tasks import TaskConfig
 from r1lab.judge.client import JudgeConfig
 from r1lab.judge.oracle import OracleConfig
-from r1lab.runs import Run, RunConfig
+from r1lab.runs import RunConfig
 from r1lab.stages.sampling import SamplingConfig
 
 __all__ = ["SampleConfig", "reasoning_examples", "general_examples", "run_sample"]
@@ -119,13 +120,7 @@ def reasoning_examples(
         ),
     )
     items = f.record("deduplicated", items, dedupe(items, lambda x: (x["id"], x["response"])))
-    per: Counter[str] = Counter()
-    capped = []
-    for x in items:
-        per[x["id"]] += 1
-        if per[x["id"]] <= cfg.per_prompt:
-            capped.append(x)
-    items = f.record("per_prompt", items, capped)
+    items = f.record("per_prompt", items, cap_per_key(items, lambda x: x["id"], cfg.per_prompt))
     examples = [
         {"prompt": x["question"], "response": x["response"], "id": x["id"],
          "language": x["language"], "source": "reasoning"}
@@ -152,27 +147,13 @@ def general_examples(n: int, seed: int, judge: Any, funnel: Funnel) -> list[dict
 
 def run_sample(cfg: SampleConfig, resume: bool = False) -> dict[str, Any]:
     """Build stage C's SFT mixture; returns the summary (also ``summary.json``)."""
-    from r1lab.config import save_config
     from r1lab.data.io import write_jsonl
-    from r1lab.data.tasks import load_task
     from r1lab.judge.session import judge_session
-    from r1lab.model_card import card, world_of
-    from r1lab.models import load_model, load_tokenizer
-    from r1lab.stages.sampling import check_model, sample_problems
+    from r1lab.stages.sampling import sample_stage
 
     started = time.time()
-    folder = check_model(cfg.model, "build it with the stage-B GRPO run, or set model=<folder>")
-    load_task(cfg.task)
-    model = load_model(folder)
-    tokenizer = load_tokenizer(folder)
-    problems = load_task(cfg.task, world_of(card(model)))
-    run = Run.create(cfg.run, "sample", cfg, resume=resume)
-    if resume:  # a data stage has no checkpoint to restore: the config is the one to keep
-        save_config(cfg, run.path / "config.yaml")
-    records = sample_problems(
-        model, tokenizer, problems, cfg.task, cfg.sampling, run.path / "samples.json", str(folder)
-    )
-    languages = {p.id: p.meta.get("language", "en") for p in problems}
+    hint = "build it with the stage-B GRPO run, or set model=<folder>"
+    run, folder, records, languages = sample_stage(cfg, "sample", hint, resume)
     with judge_session(cfg.judge, cfg.oracle, run.path / "judge_cache.sqlite") as judge:
         reasoning, funnel = reasoning_examples(records, languages, cfg, judge)
         n_general = round(len(reasoning) * cfg.general_share / (1 - cfg.general_share))

@@ -12,7 +12,7 @@ from r1lab.data.problem import Problem
 from r1lab.data.tasks import TaskConfig
 from r1lab.errors import UserError
 
-__all__ = ["SamplingConfig", "check_model", "sample_problems"]
+__all__ = ["SamplingConfig", "check_model", "sample_problems", "sample_stage"]
 
 
 @dataclass
@@ -50,3 +50,30 @@ def sample_problems(
     )  # fmt: skip
     evaluate_cached(model, tokenizer, problems, ecfg, out)
     return read_samples(out)
+
+
+def sample_stage(
+    cfg: Any, name: str, hint: str, resume: bool
+) -> tuple[Any, Path, list[dict[str, Any]], dict[str, str]]:
+    """The start of a data stage whose ``cfg`` has ``model``, ``task``, ``sampling`` and
+    ``run``: check and load the model and the task, open the run folder, sample (or read the
+    samples back). Returns the run, the model folder, the records and each problem's
+    language. ``hint`` says where the model comes from, for the error when it is missing."""
+    from r1lab.config import save_config
+    from r1lab.data.tasks import load_task
+    from r1lab.model_card import card, world_of
+    from r1lab.models import load_model, load_tokenizer
+    from r1lab.runs import Run
+
+    folder = check_model(cfg.model, hint)
+    load_task(cfg.task)  # a bad task is an error before the model is loaded
+    model = load_model(folder)
+    tokenizer = load_tokenizer(folder)
+    problems = load_task(cfg.task, world_of(card(model)))
+    run = Run.create(cfg.run, name, cfg, resume=resume)
+    if resume:  # a data stage has no checkpoint to restore: the config is the one to keep
+        save_config(cfg, run.path / "config.yaml")
+    records = sample_problems(
+        model, tokenizer, problems, cfg.task, cfg.sampling, run.path / "samples.json", str(folder)
+    )
+    return run, folder, records, {p.id: p.meta.get("language", "en") for p in problems}
