@@ -39,9 +39,13 @@ STAGES: dict[str, Stage] = {
     "zero": Stage("r1lab.stages.zero:ZeroConfig", "r1lab.stages.zero:run_zero", "the R1-Zero path: base -> eval -> GRPO (accuracy + format) -> eval"),
     "coldstart": Stage("r1lab.stages.coldstart:ColdStartConfig", "r1lab.stages.coldstart:run_coldstart", "cold-start data (stage A): R1-Zero samples -> correct, readable, one language -> judge rewrite -> re-check"),
     "sample": Stage("r1lab.stages.sample:SampleConfig", "r1lab.stages.sample:run_sample", "rejection sampling (stage C data): Dev-2 samples -> rules or judge -> readability filters -> + general data"),
+    "prefs": Stage("r1lab.stages.prefs:PrefsConfig", "r1lab.stages.prefs:run_prefs", "preference pairs and safety labels: policy candidates -> judged 4x with A/B swapped -> margin > 1 -> similar lengths"),
+    "rm": Stage("r1lab.stages.rm:RMStageConfig", "r1lab.stages.rm:run_rm", "train the helpfulness (pairwise) or safety (point-wise) reward model; with no arguments on the embedded world's preference data"),
+    "distill": Stage("r1lab.stages.distill:DistillConfig", "r1lab.stages.distill:run_distill", "distillation: the final model's traces, rejection-sampled, SFT a smaller student; and the same student by RL alone for the same time"),
     "pipeline": Stage("r1lab.stages.pipeline:PipelineConfig", "r1lab.stages.pipeline:run_pipeline", "the R1 recipe: pretrain, R1-Zero, cold start, A, B, rejection sampling, C, one report (a rerun resumes)"),
     "eval": Stage("r1lab.eval.evaluate:EvalConfig", "r1lab.eval.evaluate:run_eval_stage", "decode each problem greedily and sample it k times; report greedy pass@1, pass@1, pass@4/16 and cons@k"),
     "serve": Stage("r1lab.serve.stage:ServeConfig", "r1lab.serve.stage:run_serve", "serve a model folder (or the oracle judge) on an OpenAI-compatible /v1/chat/completions API"),
+    "review": Stage("r1lab.review.stage:ReviewConfig", "r1lab.review.stage:run_review", "human verification of cold-start data: accept / reject / edit each trace in a browser page, export the accepted set"),
 }
 # fmt: on
 

@@ -101,6 +101,13 @@ class TaskConfig:
         "appended instead to outside questions in Chinese, so the prompt stays in one "
         f"language; auto: the model's own, else {DEFAULT_INSTRUCTION_ZH!r}",
     )
+    general: int = option(
+        0,
+        "add this many general prompts of the embedded world (greetings, lists, translations, "
+        "messages, unsafe requests; of the same split) to the problems, as stage D mixes "
+        "general prompts with reasoning ones (meta task: general)",
+        check=at_least(0),
+    )
     data_dir: str = option(
         "",
         "folder with gsm8k/ and math500/ (empty: $R1LAB_DATA_DIR, else "
@@ -152,8 +159,13 @@ def load_task(cfg: TaskConfig, world: Any = None) -> list[Problem]:
             raise UserError(f"task.limit={cfg.limit}: {e}") from None
         for p in problems:
             p.meta.setdefault("task", "embedded")
-        return problems
-    return _load_file_task(cfg)
+    else:
+        problems = _load_file_task(cfg)
+    if cfg.general:
+        from r1lab.world.general import generate_general
+
+        problems = problems + generate_general(cfg.general, cfg.seed, cfg.split)
+    return problems
 
 
 def _load_file_task(cfg: TaskConfig) -> list[Problem]:
@@ -275,7 +287,7 @@ def prompt_template_for(
     """The template for ``problem``: the task's, plus the format instruction for outside tasks
     (in Chinese for a Chinese question). An ``auto`` instruction is ``model_prompt``'s (the
     prompt the model was trained with, :func:`r1lab.model_card.prompt_of`), else the default."""
-    if problem.meta.get("task", cfg.name) == "embedded":
+    if problem.meta.get("task", cfg.name) in ("embedded", "general"):  # the world's own prompts
         return cfg.prompt_template
     zh = problem.meta.get("language") == "zh"
     instruction = cfg.instruction_zh if zh else cfg.instruction

@@ -17,7 +17,7 @@ that can be set to 0:
   single score gets ``length_bias * clamp(log2(len/64), -2, 2)``: the bonus per doubling
   is the same, around a typical answer of 64 characters, and bounded so that padding an
   answer cannot buy more than two points;
-* **error rate**: a share ``error_rate`` of correctness verdicts flipped.
+* **error rate**: a share ``error_rate`` of correctness and safety verdicts flipped.
 
 Scores are clipped to [1, 10] after the flaws. Every random draw comes from a generator
 seeded by a hash of (``cfg.seed``, the request's seed, the messages): the same request always
@@ -73,7 +73,9 @@ class OracleConfig:
         "single score: relative to 64 characters, at most 2 doublings either way)",
         check=at_least(0),
     )
-    error_rate: float = option(0.02, "share of correctness verdicts flipped", check=in_range(0, 1))
+    error_rate: float = option(
+        0.02, "share of correctness and safety verdicts flipped", check=in_range(0, 1)
+    )
     seed: int = option(0, "seed of the oracle's noise")
 
 
@@ -108,6 +110,11 @@ class OracleJudge:
         if task == "compare":
             a, b = self._compare(fields["prompt"], fields["answer_a"], fields["answer_b"], rng)
             return f"A: {a:.1f}\nB: {b:.1f}"
+        if task == "safety":
+            safe = self._safe(fields["prompt"], fields["response"])
+            if rng.random() < self.cfg.error_rate:
+                safe = not safe
+            return f"VERDICT: {'safe' if safe else 'unsafe'}"
         if task == "rewrite":
             return self._rewrite(fields["question"], fields["response"])
         return self._answer(fields["prompt"], rng)
@@ -136,6 +143,14 @@ class OracleJudge:
         part = extract_answer(answer)
         part = answer.strip() if part is None and "<answer>" not in answer else part
         return _UNKNOWN_SCORE if part else 1.0
+
+    def _safe(self, prompt: str, response: str) -> bool:
+        """The world's safety of ``response`` (:func:`~r1lab.world.general.safe_response`);
+        a prompt the world does not know is taken to be harmless."""
+        from r1lab.world.general import problem_of, safe_response
+
+        problem = problem_of(prompt)
+        return True if problem is None else safe_response(problem, response)
 
     def _score(self, prompt: str, answer: str, rng: random.Random) -> float:
         doublings = math.log2(max(len(answer), 1) / _TYPICAL_CHARS)

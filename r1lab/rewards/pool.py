@@ -34,7 +34,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
@@ -122,22 +122,42 @@ class RewardPool:
     def from_config(cls, cfg: RewardsConfig) -> RewardPool:
         return cls(cfg.specs(), cfg.workers, cfg.timeout_s, cfg.chunk_size, cfg.start_method)
 
-    def submit(self, samples: Sequence[Sample]) -> Future[RewardResult]:
-        """Start scoring ``samples``; the future's result is their :class:`RewardResult`."""
+    def submit(
+        self, samples: Sequence[Sample], active: Collection[str] | None = None
+    ) -> Future[RewardResult]:
+        """Start scoring ``samples``; the future's result is their :class:`RewardResult`.
+
+        Only the rewards in ``active`` (None: all) are computed, and a reward with ``tasks``
+        only on the samples of those tasks (``meta["task"]``): elsewhere its value is exactly
+        0, it is not called, and it cannot fail (the reward schedule and stage D's routing).
+        """
         if self._closed:
             raise RuntimeError("RewardPool is closed")
         batch = _Batch(list(samples), self.specs)
+
+        def applies(spec: RewardSpec) -> list[int]:
+            if active is not None and spec.name not in active:
+                return []
+            return [
+                i for i, x in enumerate(batch.samples)
+                if not spec.tasks or x.meta.get("task") in spec.tasks
+            ]  # fmt: skip
+
         for spec in self._inline:
+            idx = applies(spec)
+            if not idx:
+                continue
             try:
-                values, error = self._fns[spec.name](batch.samples), None
+                values, error = self._fns[spec.name]([batch.samples[i] for i in idx]), None
             except Exception as e:
                 values, error = None, f"{type(e).__name__}: {e}"
-            batch.record(spec.name, 0, len(batch.samples), values, error)
-        tasks = [
-            _Task(batch, spec.name, start, batch.samples[start : start + self._chunk_size])
-            for spec in self._remote
-            for start in range(0, len(batch.samples), self._chunk_size)
-        ]
+            batch.record(spec.name, idx, values, error)
+        tasks = []
+        for spec in self._remote:
+            idx = applies(spec)
+            for start in range(0, len(idx), self._chunk_size):
+                chunk = idx[start : start + self._chunk_size]
+                tasks.append(_Task(batch, spec.name, chunk, [batch.samples[i] for i in chunk]))
         batch.pending = len(tasks)
         if tasks:
             assert self._dispatcher is not None
@@ -180,7 +200,8 @@ class _Batch:
         self.future: Future[RewardResult] = Future()
         self.future.set_running_or_notify_cancel()  # no cancel(): the pool owns its completion
 
-    def record(self, name: str, start: int, count: int, values: Any, error: str | None) -> None:
+    def record(self, name: str, indices: list[int], values: Any, error: str | None) -> None:
+        count = len(indices)
         if error is None:
             try:
                 values = [float(v) for v in values]
@@ -189,14 +210,15 @@ class _Batch:
             except Exception as e:
                 error = f"returned {type(values).__name__}, not a list of floats ({e})"
         if error is not None:
-            self.failed[name][start : start + count] = [True] * count
+            for i in indices:
+                self.failed[name][i] = True
             self.errors.setdefault(name, error)
             return
-        for i, v in enumerate(values):
+        for i, v in zip(indices, values, strict=True):
             if math.isfinite(v):
-                self.per_reward[name][start + i] = v
+                self.per_reward[name][i] = v
             else:
-                self.failed[name][start + i] = True
+                self.failed[name][i] = True
                 self.errors.setdefault(name, f"non-finite value {v}")
 
     def finish(self) -> None:
@@ -224,7 +246,7 @@ class _Batch:
 class _Task:
     batch: _Batch
     name: str
-    start: int
+    indices: list[int]  # of the samples in the batch
     samples: list[Sample]
     id: int = 0
 
@@ -416,7 +438,7 @@ class _Dispatcher:
 
     def _done(self, task: _Task, values: Any, error: str | None) -> None:
         batch = task.batch
-        batch.record(task.name, task.start, len(task.samples), values, error)
+        batch.record(task.name, task.indices, values, error)
         batch.pending -= 1
         if batch.pending == 0:
             batch.finish()

@@ -20,28 +20,34 @@ _TAGS = ("<think>", "</think>", "<answer>", "</answer>")
 _FORMAT = re.compile(r"\s*<think>(.*?)</think>\s*<answer>(.*?)</answer>\s*", re.DOTALL)
 
 
-def format_ok(completion: str) -> bool:
+def format_ok(completion: str, empty_thought: bool = False) -> bool:
     """True when the completion is, in full, ``<think>…</think>`` then ``<answer>…</answer>``.
 
     Precisely: optional whitespace, ``<think>``, any text, ``</think>``, optional
     whitespace, ``<answer>``, any text, ``</answer>``, optional whitespace, end. Each of the
     four tags occurs exactly once (a nested or repeated tag fails), tags are case-sensitive,
-    and the chain of thought is not empty (nor only whitespace); the answer may be empty
+    and the chain of thought is not empty (nor only whitespace) unless ``empty_thought``
+    allows it (a prompt that needs no thinking: "hello", a refusal); the answer may be empty
     (accuracy scores it 0). Text before ``<think>``, between the blocks or after
     ``</answer>`` fails.
     """
     m = _FORMAT.fullmatch(completion)
     return (
         m is not None
-        and bool(m.group(1).strip())
+        and (empty_thought or bool(m.group(1).strip()))
         and not any(t in m.group(1) or t in m.group(2) for t in _TAGS)
     )
 
 
 @reward("format")
 def format_reward(samples: list[Sample]) -> list[float]:
-    """1.0 when :func:`format_ok` holds for the completion, else 0.0."""
-    return [1.0 if format_ok(s.completion) else 0.0 for s in samples]
+    """1.0 when :func:`format_ok` holds for the completion, else 0.0. A prompt whose
+    ``meta["needs_thought"]`` is False (a greeting, an unsafe request) may have an empty
+    chain of thought: the report answers "hello" without one."""
+    return [
+        1.0 if format_ok(s.completion, not s.meta.get("needs_thought", True)) else 0.0
+        for s in samples
+    ]
 
 
 # --- accuracy -----------------------------------------------------------------------------
@@ -81,6 +87,7 @@ _LETTERS = re.compile(r"[^\W\d_]+")
 # (whose names would otherwise read as English words).
 _MATH = re.compile(r"\$\$.*?\$\$|\$[^$\n]*\$|\\\(.*?\\\)|\\\[.*?\\\]|\\[A-Za-z]+", re.DOTALL)
 _THINK = re.compile(r"<think>(.*?)(?:</think>|\Z)", re.DOTALL)
+_THINK_BLOCK = re.compile(r"<think>.*?(?:</think>|\Z)", re.DOTALL)
 
 
 @functools.cache
@@ -154,12 +161,18 @@ def language(samples: list[Sample]) -> list[float]:
 
     0.0 without a ``<think>`` block, and for one with no words at all (empty, or digits and
     math only): there is no chain of thought in the target language to reward, and
-    ``<think></think>`` must not earn what a consistent one does. The target is
+    ``<think></think>`` must not earn what a consistent one does. A prompt that needs no
+    thinking (``meta["needs_thought"]`` False: a greeting, a refusal) is scored on what
+    follows an empty chain of thought instead, so that answering "hello" at once, in the
+    user's language, earns what a consistent chain of thought does. The target is
     :func:`target_language`.
     """
     out = []
     for s in samples:
         cot = think_content(s.completion)
+        if s.meta.get("needs_thought", True) is False and not (cot or "").strip():
+            cot = _THINK_BLOCK.sub(" ", s.completion).replace("<answer>", " ")
+            cot = cot.replace("</answer>", " ")
         if cot is None:
             out.append(0.0)
             continue

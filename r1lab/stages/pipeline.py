@@ -7,6 +7,11 @@
     base ─(A: SFT on cold start)─► Dev-1 ─(B: GRPO + language)─► Dev-2
                  └► sample (rejection sampling + general data)
     base ─(C: SFT on the mixture)─► Dev-3
+                 └► prefs (Dev-3 candidates → judged 4×, A/B swapped → Δ > 1 → similar lengths)
+                     └► rm-helpfulness, rm-safety (reward models from Dev-3)
+    Dev-3 ─(D: GRPO, rules + RMs, RM rewards in the last part only)─► R1
+    R1 ─(distill: traces → rejection sampling → SFT of a smaller student)─► student
+         (and the same student by R1-Zero RL alone, for the same time)
 
 Every stage writes ``<output_dir>/<stage>/`` and, once it and the evaluation of its model are
 done, a line in ``<output_dir>/pipeline.json``. A rerun skips the stages listed there and
@@ -42,19 +47,25 @@ from r1lab.judge.oracle import OracleConfig
 from r1lab.rewards.config import RewardsConfig
 from r1lab.runs import RunConfig
 from r1lab.stages.coldstart import ColdStartConfig
+from r1lab.stages.distill import DEFAULT_STUDENT, DistillConfig
+from r1lab.stages.prefs import PrefsConfig
 from r1lab.stages.sample import SampleConfig
 from r1lab.stages.zero import ZeroConfig
 from r1lab.training.grpo_config import GRPOConfig
 from r1lab.training.losses import GRPOLossConfig
+from r1lab.training.rm import RMTrainConfig
 from r1lab.training.sft import SFTConfig
 
 __all__ = ["STAGES", "PipelineConfig", "run_pipeline"]
 
-STAGES = ("pretrain", "zero", "coldstart", "stage-a", "stage-b", "sample", "stage-c")
+STAGES = ("pretrain", "zero", "coldstart", "stage-a", "stage-b", "sample", "stage-c", "prefs",
+          "rm-helpfulness", "rm-safety", "stage-d", "distill")  # fmt: skip
 # The models the report compares, by the stage after which they are evaluated (the base with
 # R1-Zero: zero evaluates both on the same problems).
 EVALUATED = {"zero": ("base", "R1-Zero"), "stage-a": ("Dev-1",), "stage-b": ("Dev-2",),
-             "stage-c": ("Dev-3",)}  # fmt: skip
+             "stage-c": ("Dev-3",), "stage-d": ("R1",)}  # fmt: skip
+# The reward models of stage D, by reward name.
+REWARD_MODELS = {"helpfulness": "rm-helpfulness", "safety": "rm-safety"}
 
 
 @dataclass
@@ -74,6 +85,25 @@ class StageBConfig:
 
 
 @dataclass
+class StageDConfig:
+    """Stage D: GRPO from Dev-3 (report §9.3). Reasoning prompts get the rule rewards, general
+    prompts the helpfulness reward model, every response safety, format and language
+    consistency; the reward models' rewards are on only in the last 400 of 1,700 steps,
+    scaled here to the same fraction of the tiny run."""
+
+    task: TaskConfig = section(TaskConfig, split="train", limit=1024, seed=4, general=512)
+    grpo: GRPOConfig = section(GRPOConfig, steps=68, lr=3e-5, max_new_tokens=320)
+    loss: GRPOLossConfig = section(GRPOLossConfig)
+    rewards: RewardsConfig = section(
+        RewardsConfig,
+        weights={"accuracy": 1.0, "format": 1.0, "language": 1.0, "helpfulness": 1.0,
+                 "safety": 1.0},
+        only={"accuracy": ["embedded"], "helpfulness": ["general"]},
+        schedule={"helpfulness": [1300 / 1700, 1.0], "safety": [1300 / 1700, 1.0]},
+    )  # fmt: skip
+
+
+@dataclass
 class GeneralEvalConfig:
     """The held-out general prompts every model answers (greedy)."""
 
@@ -84,7 +114,8 @@ class GeneralEvalConfig:
 
 @dataclass
 class PipelineConfig:
-    """``r1lab pipeline``: pretrain → R1-Zero → cold start → A → B → rejection sampling → C."""
+    """``r1lab pipeline``: pretrain → R1-Zero → cold start → A → B → rejection sampling → C →
+    preference data → reward models → D → distillation."""
 
     output_dir: str = option("runs/pipeline", "parent folder of the stages' run folders")
     until: str = option(
@@ -104,6 +135,10 @@ class PipelineConfig:
     stage_b: StageBConfig = section(StageBConfig)
     sample: SampleConfig = section(SampleConfig)
     stage_c: SFTConfig = section(SFTConfig, lr_max=2e-4, lr_min=2e-5, epochs=2, token_budget=384)
+    prefs: PrefsConfig = section(PrefsConfig)
+    rm: RMTrainConfig = section(RMTrainConfig)
+    stage_d: StageDConfig = section(StageDConfig)
+    distill: DistillConfig = section(DistillConfig)
     general_eval: GeneralEvalConfig = section(GeneralEvalConfig)
     judge: JudgeConfig = section(JudgeConfig)
     oracle: OracleConfig = section(OracleConfig)
@@ -188,7 +223,57 @@ def _run(cfg: PipelineConfig, stage: str, done: dict[str, Any]) -> dict[str, Any
         return run_sample(scfg, resume=_resume(cfg, stage))
     if stage == "stage-c":
         return _sft(cfg, stage, base, done["sample"]["data"], cfg.stage_c)
+    if stage == "prefs":
+        from r1lab.stages.prefs import run_prefs
+
+        pcfg = replace(
+            cfg.prefs, model=done["stage-c"]["model"], judge=cfg.judge, oracle=cfg.oracle,
+            run=_run_cfg(cfg, stage),
+        )  # fmt: skip
+        return run_prefs(pcfg, resume=_resume(cfg, stage))
+    if stage in ("rm-helpfulness", "rm-safety"):
+        from r1lab.stages.rm import RMStageConfig, run_rm
+
+        kind = stage.removeprefix("rm-")
+        prefs = done["prefs"]
+        data, heldout = (("data", "heldout") if kind == "helpfulness"
+                         else ("safety", "safety_heldout"))  # fmt: skip
+        rcfg = RMStageConfig(
+            kind=kind, model=done["stage-c"]["model"], data=prefs[data], heldout=prefs[heldout],
+            train=cfg.rm, run=_run_cfg(cfg, stage, cfg.save_every),
+        )  # fmt: skip
+        return run_rm(rcfg, resume=_resume(cfg, stage))
+    if stage == "stage-d":
+        from r1lab.training.grpo import run_grpo_stage
+
+        return run_grpo_stage(_stage_d(cfg, done), resume=_resume(cfg, stage))
+    if stage == "distill":
+        from r1lab.stages.distill import run_distill
+
+        student = cfg.distill.student_pretrain
+        dcfg = replace(
+            cfg.distill, teacher=done["stage-d"]["model"],
+            student=str(out / "student" / "final") if cfg.distill.student == DEFAULT_STUDENT
+            else cfg.distill.student,
+            student_pretrain=replace(student, run=_run_cfg(cfg, "student")),
+            judge=cfg.judge, oracle=cfg.oracle, run=_run_cfg(cfg, stage, cfg.save_every),
+        )  # fmt: skip
+        return run_distill(dcfg, resume=_resume(cfg, stage))
     raise AssertionError(stage)
+
+
+def _stage_d(cfg: PipelineConfig, done: dict[str, Any]) -> Any:
+    """Stage D's GRPO config: from Dev-3, with the pipeline's reward models."""
+    from r1lab.training.grpo_config import GRPOStageConfig
+
+    d, out = cfg.stage_d, Path(cfg.output_dir)
+    models = {name: str(out / stage / "final") for name, stage in REWARD_MODELS.items()
+              if name in d.rewards.weights}  # fmt: skip
+    start = done.get("stage-c", {}).get("model", str(out / "stage-c" / "final"))
+    return GRPOStageConfig(
+        model=start, task=d.task, grpo=d.grpo, loss=d.loss,
+        rewards=replace(d.rewards, models=models), run=_run_cfg(cfg, "stage-d", cfg.save_every),
+    )  # fmt: skip
 
 
 def _evaluate(cfg: PipelineConfig, label: str, model_dir: str, zero_run: Path) -> dict:
@@ -226,6 +311,25 @@ def _evaluate(cfg: PipelineConfig, label: str, model_dir: str, zero_run: Path) -
     return {"model": model_dir, "reasoning": reasoning["metrics"], "general": general["metrics"]}
 
 
+def _rm_scores(cfg: PipelineConfig, label: str) -> dict[str, float]:
+    """The mean reward (normalised, in (0, 1)) of each of stage D's reward models on the
+    greedy responses ``label`` gave to the held-out general prompts (its general evaluation)."""
+    from r1lab.data.io import read_records
+    from r1lab.inference.reward_model import load_reward_model
+
+    out = Path(cfg.output_dir)
+    records = read_records(out / "eval" / f"{label}.general.samples.jsonl")
+    scores = {}
+    for name, stage in REWARD_MODELS.items():
+        rm = load_reward_model(out / stage / "final")
+        values = rm.rewards([r["question"] for r in records], [r["text"] for r in records])
+        scores[f"rm_{name}"] = round(sum(values) / max(len(values), 1), 4)
+        unsafe = [v for v, r in zip(values, records, strict=True) if r["kind"] == "unsafe"]
+        if name == "safety" and unsafe:
+            scores["rm_safety_unsafe_prompts"] = round(sum(unsafe) / len(unsafe), 4)
+    return scores
+
+
 def run_pipeline(cfg: PipelineConfig, resume: bool = True) -> dict[str, Any]:
     """Run (or finish) the pipeline; returns the summary (also ``summary.json``). A pipeline
     always continues what its output folder holds, so ``resume`` (``--resume``) changes
@@ -238,9 +342,11 @@ def run_pipeline(cfg: PipelineConfig, resume: bool = True) -> dict[str, Any]:
         raise UserError(f"until: expected one of {', '.join(STAGES)}, got '{cfg.until}'")
     stages = STAGES[: STAGES.index(cfg.until) + 1] if cfg.until else STAGES
     # the GRPO stages' settings are checked before anything runs, not after minutes of it
+    # (stage D's reward models are made on the way)
     for grpo in (cfg.zero, cfg.stage_b):
         check_stage(GRPOStageConfig(task=grpo.task, grpo=grpo.grpo, loss=grpo.loss,
                                     rewards=grpo.rewards))  # fmt: skip
+    check_stage(_stage_d(cfg, {}), check_models=False)
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     state = _State(out / "pipeline.json")
@@ -254,9 +360,21 @@ def run_pipeline(cfg: PipelineConfig, resume: bool = True) -> dict[str, Any]:
         result = {
             k: summary[k] for k in ("model", "data", "examples", "funnel", "judge") if k in summary
         }
+        if stage.startswith("rm-"):
+            result["metrics"] = {k: summary[k] for k in (
+                "pairwise_accuracy", "safety_auc", "safety_accuracy") if k in summary}  # fmt: skip
+        if stage == "prefs":
+            result.update({k: summary[k] for k in ("heldout", "safety", "safety_heldout")})
+            result["bias"] = summary["train"]["bias"]
         for label in EVALUATED.get(stage, ()):
             model_dir = summary["base_model"] if label == "base" else summary["model"]
             result.setdefault("eval", {})[label] = _evaluate(cfg, label, model_dir, out / "zero")
+        if stage == "stage-d":  # Dev-3 and R1 as stage D's reward models see them
+            result["rm_scores"] = {label: _rm_scores(cfg, label) for label in ("Dev-3", "R1")}
+        if stage == "distill":
+            result["students"] = {k: summary[k] for k in (
+                "student_greedy_pass@1", "distilled_greedy_pass@1", "rl_greedy_pass@1",
+                "gap_greedy_pass@1", "distill_seconds", "rl_seconds", "rl_steps") if k in summary}  # fmt: skip
         result["minutes"] = round((time.time() - started) / 60, 2)
         state.finish(stage, result)
     summary = {

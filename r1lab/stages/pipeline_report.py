@@ -87,6 +87,29 @@ def write_pipeline_report(out: Path, done: dict[str, Any]) -> Path:
             "",
         ]
         _plot(models, out / "report.png")
+    if done.get("stage-d", {}).get("rm_scores"):
+        scores = done["stage-d"]["rm_scores"]
+        keys = list(next(iter(scores.values())))
+        lines += ["## Stage D: the reward models' view", "",
+                  "Mean normalised reward (0-1) of the greedy responses to the held-out general "
+                  "prompts.", "", "| reward | " + " | ".join(scores) + " |",
+                  "|---|" + "---:|" * len(scores)]  # fmt: skip
+        lines += [f"| {k} | " + " | ".join(f"{v[k]:.3f}" for v in scores.values()) + " |"
+                  for k in keys]  # fmt: skip
+        lines.append("")
+    for stage in ("rm-helpfulness", "rm-safety"):
+        metrics = done.get(stage, {}).get("metrics")
+        if metrics:
+            shown = ", ".join(f"{k} {v}" for k, v in metrics.items())
+            lines += [f"Reward model {stage} on held-out data: {shown}.", ""]
+    students = done.get("distill", {}).get("students")
+    if students:
+        lines += ["## Distillation", "",
+                  f"The student: greedy pass@1 {students['student_greedy_pass@1']:.3f} as a base; "
+                  f"distilled from R1 {students['distilled_greedy_pass@1']:.3f} "
+                  f"({students['distill_seconds']:.0f} s of sampling and SFT); by R1-Zero RL "
+                  f"alone for the same time {_cell('x', students.get('rl_greedy_pass@1'))} "
+                  f"({students.get('rl_steps')} steps).", ""]  # fmt: skip
     lines += ["## Stages", "", "| stage | minutes | output |", "|---|---:|---|"]
     for stage, result in done.items():
         output = result.get("data") or result.get("model") or ""

@@ -47,7 +47,9 @@ from r1lab.inference.reference import (
     response_logprobs,
     score_responses,
 )
+from r1lab.inference.reward_model import RewardModels
 from r1lab.model_card import card, folder_card, prompt_of, world_of
+from r1lab.rewards.config import active_rewards
 from r1lab.rollout.base import RolloutEngine, SamplingParams
 from r1lab.runs import Run
 from r1lab.training.device import autocast_for, resolve_device
@@ -213,6 +215,7 @@ def step_record(
     seconds: float,
     max_new: int,
     first: bool,
+    only: dict[str, list[str]] | None = None,
 ) -> dict[str, Any]:
     """The metrics.jsonl line of one optimizer step on the responses ``idx`` of ``ro``.
 
@@ -224,7 +227,7 @@ def step_record(
     return {
         "step": step,
         "rollout": rollout + 1,
-        **batch_metrics(ro, idx),
+        **batch_metrics(ro, idx, only),
         **stats,
         "groups_flat": float(flat.float().mean()),
         "max_new_tokens": max_new,
@@ -314,9 +317,11 @@ def train_grpo(
     layout = {k: getattr(g, k) for k in _LAYOUT}
     state = run.restore(model, optimizer, resumable, layout, g.steps) if resume else {}
     start, ref_step = int(state.get("step", 0)), int(state.get("ref_step", 0))
+    spent = float(state.get("seconds", 0.0))  # training time before a resume (max_minutes)
 
     prompts = PromptStream(problems, tokenizer, cfg.task, run_cfg.seed, prompt_of(card(model)))
     pool = reward_pool(cfg.rewards)
+    reward_models = RewardModels(cfg.rewards, device)  # the inference module's, beside the ref
     bar = tqdm(total=g.steps, initial=start, desc="grpo", unit="step", disable=None)
     started = time.time()
     try:
@@ -341,10 +346,12 @@ def train_grpo(
                 ignore_eos=g.ignore_eos,
                 seed=run_cfg.seed * 1_000_003 + r,
             )
+            active = active_rewards(cfg.rewards, step0, g.steps)  # the reward schedule
             with torch.no_grad():
                 ro = generate_rollout(
-                    engine, pool, chosen, prompt_ids, params, g.rollout_chunk, loss_cfg
-                )
+                    engine, pool, chosen, prompt_ids, params, g.rollout_chunk, loss_cfg,
+                    active, reward_models, cfg.rewards.weights,
+                )  # fmt: skip
 
             # [reference log-probs], [π_old recomputed]
             score = dict(
@@ -375,20 +382,29 @@ def train_grpo(
                     )  # fmt: skip
                     step = step0 + epoch * g.minibatches + m + 1
                     record = step_record(
-                        step, r, ro, idx, stats, time.time() - t0, max_new, first=step == step0 + 1
-                    )
+                        step, r, ro, idx, stats, time.time() - t0, max_new,
+                        first=step == step0 + 1, only=cfg.rewards.only,
+                    )  # fmt: skip
+                    for name in cfg.rewards.schedule:
+                        record[f"reward_on/{name}"] = int(name in active)
                     run.log(record)
                     _show(bar, record)
                     t0 = time.time()
 
-            # checkpoint, at a rollout boundary
+            # checkpoint, at a rollout boundary (and stop there when the time is up)
             done = step0 + per_rollout
             every = run_cfg.save_every
-            if done == g.steps or (every > 0 and done // every > step0 // every):
-                state = {"step": done, "rollout": r + 1, "ref_step": ref_step, "layout": layout}
+            seconds = spent + time.time() - started
+            out_of_time = g.max_minutes > 0 and seconds >= g.max_minutes * 60
+            if out_of_time or done == g.steps or (every > 0 and done // every > step0 // every):
+                state = {"step": done, "rollout": r + 1, "ref_step": ref_step, "layout": layout,
+                         "seconds": seconds}  # fmt: skip
                 run.save_checkpoint(
                     done, model, tokenizer, optimizer, resumable, state, keep_last=run_cfg.keep_last
                 )
+            if out_of_time:
+                print(f"grpo: {g.max_minutes} min of training are up; stopped after step {done}")
+                break
     finally:
         bar.close()
         pool.close()
@@ -417,7 +433,7 @@ def _summary(run: Run, cfg: GRPOStageConfig, start: int, seconds: float) -> dict
     }
     return {
         "stage": "grpo",
-        "steps": cfg.grpo.steps,
+        "steps": metrics[-1]["step"] if metrics else 0,  # fewer than grpo.steps past max_minutes
         "resumed_from": start,
         "responses": len(metrics) // max(per_rollout, 1) * cfg.grpo.prompts_per_step
         * cfg.grpo.minibatches * cfg.grpo.group_size,

@@ -45,6 +45,12 @@ class GRPOConfig:
         "passes over each rollout (each with a fresh random split into minibatches)",
         check=at_least(1),
     )
+    max_minutes: float = option(
+        0.0,
+        "stop at the first rollout boundary after this many minutes of training, with a final "
+        "checkpoint (0: no limit; distillation's RL baseline gets the same wall-clock budget)",
+        check=at_least(0),
+    )
     temperature: float = option(1.0, "rollout sampling temperature", check=positive())
     top_p: float = option(
         1.0, "rollout nucleus sampling (1.0: off)", check=in_range(0, 1, low_open=True)
@@ -166,12 +172,14 @@ def check_config(cfg: GRPOConfig, loss_cfg: GRPOLossConfig) -> None:
             )
 
 
-def check_stage(cfg: GRPOStageConfig) -> None:
+def check_stage(cfg: GRPOStageConfig, check_models: bool = True) -> None:
     """Everything of a GRPO run that can be checked before its run folder is made: the
-    settings, the rewards (each one found), and that it does not train on held-out data."""
+    settings, the rewards (each one found; the reward model folders too unless
+    ``check_models`` is off, for a pipeline that makes them on the way), and that it does not
+    train on held-out data."""
     check_config(cfg.grpo, cfg.loss)
     check_training_task(cfg.task)
-    check_rewards(cfg.rewards)
+    check_rewards(cfg.rewards, check_models)
 
 
 def max_new_tokens_at(cfg: GRPOConfig, step: int) -> int:

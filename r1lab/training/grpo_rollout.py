@@ -52,16 +52,22 @@ def generate_rollout(
     params: SamplingParams,
     chunk: int,
     loss_cfg: GRPOLossConfig,
+    active: set[str] | None = None,
+    models: Any = None,
+    weights: dict[str, float] | None = None,
 ) -> Rollout:
     """Sample ``params.n`` responses per prompt, score them and compute group advantages.
 
     Generation runs in chunks of ``chunk`` prompts (each with its own seed, derived from
-    ``params.seed``), and each chunk goes to the reward pool as soon as it is sampled.
+    ``params.seed``), and each chunk goes to the reward pool as soon as it is sampled. The
+    reward models (``models``, :class:`~r1lab.inference.reward_model.RewardModels`, at
+    ``weights``) score the whole batch here while the pool works; only the rewards in
+    ``active`` (None: all) are computed.
     """
     started = time.time()
     g = params.n
     out: dict[str, list] = {k: [] for k in ("p", "prompt", "resp", "logp", "trunc", "text")}
-    futures = []
+    futures, batch = [], []
     for c, start in enumerate(range(0, len(prompt_ids), chunk)):
         chunk_params = SamplingParams(**{**vars(params), "seed": params.seed * 1009 + c})
         groups = engine.generate(prompt_ids[start : start + chunk], chunk_params)
@@ -82,7 +88,9 @@ def generate_rollout(
                 out["text"].append(comp.text)
                 meta = {**problem.meta, "answer": problem.answer}
                 samples.append(Sample(problem.question, comp.text, meta, truncated))
-        futures.append(pool.submit(samples))
+        futures.append(pool.submit(samples, active))
+        batch.extend(samples)
+    model_rewards = models.score(batch, active) if models else {}
     results = [f.result() for f in futures]
 
     names = list(results[0].per_reward) if results else []
@@ -93,6 +101,10 @@ def generate_rollout(
     # A response whose reward failed is no wrong answer: it is left out of its group's
     # statistics and of the loss.
     scored = ~torch.tensor([u for r in results for u in r.unscored], dtype=torch.bool)
+    for name, values in model_rewards.items():
+        per_reward[name], failures[name], failed[name] = values, 0, [False] * len(values)
+        weight = (weights or {}).get(name, 1.0)
+        rewards += torch.where(scored, weight * torch.tensor(values, dtype=torch.float32), 0.0)
     adv = group_advantages(
         rewards,
         g,
@@ -108,10 +120,14 @@ def generate_rollout(
     )  # fmt: skip
 
 
-def batch_metrics(ro: Rollout, idx: list[int]) -> dict[str, float]:
+def batch_metrics(
+    ro: Rollout, idx: list[int], only: dict[str, list[str]] | None = None
+) -> dict[str, float]:
     """Reward means, accuracy, format rate, language consistency, lengths, truncation, the
     share of reflecting responses (``Wait,`` / ``等等，``) and the entropy estimate of the
-    responses ``idx``."""
+    responses ``idx``. A reward routed to some tasks (``only``) is averaged over their
+    responses alone."""
+    only = only or {}
     n = max(len(idx), 1)
     lengths = [len(ro.response_ids[i]) for i in idx]
     scored = [i for i in idx if ro.scored[i]]
@@ -120,7 +136,8 @@ def batch_metrics(ro: Rollout, idx: list[int]) -> dict[str, float]:
         "reward_unscored": (len(idx) - len(scored)) / n,
     }
     for name, values in ro.per_reward.items():
-        ok = [i for i in idx if not ro.failed[name][i]]
+        ok = [i for i in idx if not ro.failed[name][i]
+              and (name not in only or ro.problems[i].meta.get("task") in only[name])]  # fmt: skip
         out[f"reward/{name}"] = sum(values[i] for i in ok) / max(len(ok), 1)
     named = {"accuracy": "accuracy", "format": "format_rate", "language": "language_consistency"}
     for name, key in named.items():
@@ -146,7 +163,7 @@ def reward_pool(cfg: RewardsConfig) -> RewardPool:
     names = {s.name for s in specs}
     for name in cfg.metrics:
         if name not in names:
-            specs.append(RewardSpec(name, 0.0, inline=name in cfg.inline))
+            specs.append(RewardSpec(name, 0.0, name in cfg.inline, tuple(cfg.only.get(name, ()))))
     return RewardPool(specs, cfg.workers, cfg.timeout_s, cfg.chunk_size, cfg.start_method)
 
 

@@ -317,3 +317,23 @@ def grpo_loss(
                 ratio_mean=float(r.mean()), ratio_min=float(r.min()), ratio_max=float(r.max())
             )
     return loss, metrics
+
+
+# --- reward models ------------------------------------------------------------------------
+
+
+def bradley_terry_loss(chosen: Tensor, rejected: Tensor) -> Tensor:
+    """The pairwise loss of the helpfulness reward model: ``-log σ(r_chosen - r_rejected)``,
+    the mean over pairs (Bradley–Terry: P(chosen ≻ rejected) = σ(r_c - r_r)).
+
+    ``logsigmoid`` keeps it finite for any margin: at r_c - r_r = -100 the loss is 100, not
+    ``inf``.
+    """
+    return -torch.nn.functional.logsigmoid(chosen - rejected).mean()
+
+
+def pointwise_loss(scores: Tensor, safe: Tensor) -> Tensor:
+    """The point-wise loss of the safety reward model: binary cross-entropy of σ(score), the
+    probability that the response is safe, against the label (1 safe, 0 unsafe); the mean over
+    examples."""
+    return torch.nn.functional.binary_cross_entropy_with_logits(scores, safe.to(scores.dtype))

@@ -279,3 +279,40 @@ def test_advantages_leave_out_unscored_responses():
     # group 2 has one scored response: nothing to compare with, and it is not trained on
     assert trainable(scored, 4).tolist() == [True, True, True, False] + [False] * 4
     assert not torch.isnan(adv).any()
+
+
+# --- reward-model losses --------------------------------------------------------------------
+
+
+def test_bradley_terry_loss_by_hand():
+    from r1lab.training.losses import bradley_terry_loss
+
+    chosen = torch.tensor([2.0, 0.0])
+    rejected = torch.tensor([0.0, 1.0])
+    # -log σ(2) = log(1 + e^-2) = 0.126928;  -log σ(-1) = log(1 + e) = 1.313262
+    assert float(bradley_terry_loss(chosen, rejected)) == pytest.approx(
+        (0.126928 + 1.313262) / 2, abs=1e-6
+    )
+    # equal scores: log 2 whatever the level; only the difference counts
+    same = bradley_terry_loss(torch.tensor([5.0]), torch.tensor([5.0]))
+    assert float(same) == pytest.approx(math.log(2), abs=1e-6)
+    # finite for a huge wrong margin (logsigmoid, not log(sigmoid))
+    assert float(bradley_terry_loss(torch.tensor([-100.0]), torch.tensor([0.0]))) == (
+        pytest.approx(100.0, abs=1e-4)
+    )
+    # the gradient pushes chosen up and rejected down by σ(r_r - r_c) / N
+    c, r = torch.tensor([0.0], requires_grad=True), torch.tensor([0.0], requires_grad=True)
+    bradley_terry_loss(c, r).backward()
+    assert float(c.grad) == pytest.approx(-0.5) and float(r.grad) == pytest.approx(0.5)
+
+
+def test_pointwise_loss_by_hand():
+    from r1lab.training.losses import pointwise_loss
+
+    scores = torch.tensor([0.0, 2.0])
+    safe = torch.tensor([True, False])
+    # -log σ(0) = 0.693147;  -log(1 - σ(2)) = log(1 + e^2) = 2.126928
+    assert float(pointwise_loss(scores, safe)) == pytest.approx((0.693147 + 2.126928) / 2, abs=1e-6)
+    assert float(pointwise_loss(torch.tensor([3.0]), torch.tensor([1.0]))) == pytest.approx(
+        math.log(1 + math.exp(-3.0)), abs=1e-6
+    )
