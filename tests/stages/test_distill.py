@@ -91,7 +91,9 @@ def test_distill_then_the_rl_baseline_for_the_same_time(folders, tmp_path):
         summary["distilled_greedy_pass@1"] - summary["rl_greedy_pass@1"], abs=1e-4
     )
     # a rerun reads what was done back
-    again = run_distill(load_config(DistillConfig, None, _overrides(folders, tmp_path)), resume=True)
+    again = run_distill(
+        load_config(DistillConfig, None, _overrides(folders, tmp_path)), resume=True
+    )
     assert again["distill_seconds"] == summary["distill_seconds"]
     assert again["eval"] == summary["eval"]
 
