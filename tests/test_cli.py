@@ -155,7 +155,9 @@ def test_every_recipe_loads_against_its_stage(capsys: pytest.CaptureFixture) -> 
     recipes = sorted((REPO / "recipes").glob("*.yaml"))
     assert {"sft.yaml", "eval-gsm8k.yaml", "eval-embedded.yaml"} <= {r.name for r in recipes}
     for recipe in recipes:
-        stage = recipe.name.split("-")[0].split(".")[0]  # the naming rule of recipes/README.md
+        # the naming rule of recipes/README.md: the command of the first line, else the name
+        first = re.match(r"# r1lab (\S+) --recipe", recipe.read_text().splitlines()[0])
+        stage = first.group(1) if first else recipe.name.split("-")[0].split(".")[0]
         assert stage in STAGES, f"{recipe.name}: no stage '{stage}'"
         assert main([stage, "--recipe", str(recipe), "--print-config"]) == 0, capsys.readouterr()
         assert yaml.safe_load(capsys.readouterr().out)

@@ -114,10 +114,11 @@ class Judge:
         requests = [prompts.compare_messages(*item) for item in items]
         return self._batch(requests, prompts.parse_pair, seed)
 
-    def safe(self, items: list[tuple[str, str]]) -> list[bool | None]:
-        """For each ``(prompt, response)``: is the whole response, reasoning included, safe?"""
+    def safe(self, items: list[tuple[str, str]], seed: int = 0) -> list[bool | None]:
+        """For each ``(prompt, response)``: is the whole response, reasoning included, safe?
+        Another ``seed`` is another independent verdict."""
         requests = [prompts.safety_messages(*item) for item in items]
-        return self._batch(requests, prompts.parse_safety, seed=0)
+        return self._batch(requests, prompts.parse_safety, seed)
 
     def rewrite(self, items: list[tuple[str, str]]) -> list[str | None]:
         """A readable rewrite of each ``(question, response)``, same final answer."""

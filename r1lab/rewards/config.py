@@ -12,7 +12,15 @@ from r1lab.config import at_least, one_of, option, positive, validate
 from r1lab.errors import UserError
 from r1lab.rewards.base import get_reward
 
-__all__ = ["RewardSpec", "RewardsConfig", "active_rewards", "check_rewards", "schedule_range"]
+__all__ = [
+    "RewardSpec",
+    "RewardsConfig",
+    "active_rewards",
+    "check_rewards",
+    "in_span",
+    "schedule_range",
+    "span_steps",
+]
 
 
 @dataclass
@@ -95,14 +103,24 @@ class RewardsConfig:
         ]
 
 
-def schedule_range(cfg: RewardsConfig, name: str, steps: int) -> tuple[int, int]:
-    """The steps ``[start, end)`` in which reward ``name`` is on, out of ``steps``."""
-    if name not in cfg.schedule:
-        return 0, steps
-    start, end = cfg.schedule[name]
-    if start <= 1 and end <= 1:  # fractions of the run
+def span_steps(span: list[float], steps: int) -> tuple[int, int]:
+    """A schedule's ``[start, end]`` as steps out of ``steps``: fractions of the run when both
+    are <= 1, else step numbers."""
+    start, end = span
+    if start <= 1 and end <= 1:
         return round(start * steps), round(end * steps)
     return int(start), int(end)
+
+
+def in_span(span: list[float], step: int, steps: int) -> bool:
+    """Whether a rollout starting after ``step`` of ``steps`` steps is in ``span``."""
+    start, end = span_steps(span, steps)
+    return start <= step < end
+
+
+def schedule_range(cfg: RewardsConfig, name: str, steps: int) -> tuple[int, int]:
+    """The steps ``[start, end)`` in which reward ``name`` is on, out of ``steps``."""
+    return span_steps(cfg.schedule[name], steps) if name in cfg.schedule else (0, steps)
 
 
 def active_rewards(cfg: RewardsConfig, step: int, steps: int) -> set[str]:

@@ -58,7 +58,7 @@ class DistillConfig:
     student: str = option(
         DEFAULT_STUDENT,
         "student base folder: smaller than the teacher, its tokenizer equal to the teacher's; "
-        "when it is the default and missing, it is built with student_pretrain",
+        "when it is missing and is where student_pretrain writes (the default), it is built",
         report="Qwen2.5 / Llama 3 bases of 1.5B to 70B",
     )
     student_pretrain: PretrainStageConfig = section(
@@ -107,20 +107,20 @@ def check_tokenizers(teacher: Any, student: Any, where: str) -> None:
 
 
 def _student(cfg: DistillConfig, resume: bool) -> Path:
+    """The student folder; built with ``student_pretrain`` when it is missing and is where
+    that pretraining writes its model."""
     folder = Path(cfg.student)
     if (folder / "config.json").is_file():
         return folder
-    if folder != Path(DEFAULT_STUDENT):
+    p = cfg.student_pretrain
+    run_dir = Path(p.run.output_dir) / (p.run.name or "pretrain")
+    if folder.resolve() != (run_dir / "final").resolve():
         raise UserError(f"{folder}: no student model there")
     from r1lab.stages.pretrain import run_pretrain_stage
 
     print(f"distill: no student at {folder}; building it with r1lab pretrain")
-    p = cfg.student_pretrain
-    run_dir = Path(p.run.output_dir) / (p.run.name or "pretrain")
-    summary = run_pretrain_stage(replace(p, eval=replace(p.eval, problems=0)),
-                                 resume=resume or run_dir.exists())  # fmt: skip
-    if Path(summary["model"]).resolve() != folder.resolve():
-        raise UserError(f"distill: the student was written to {summary['model']}, not {folder}")
+    run_pretrain_stage(replace(p, eval=replace(p.eval, problems=0)),
+                       resume=resume or run_dir.exists())  # fmt: skip
     return folder
 
 

@@ -88,11 +88,17 @@ class StageBConfig:
 class StageDConfig:
     """Stage D: GRPO from Dev-3 (report §9.3). Reasoning prompts get the rule rewards, general
     prompts the helpfulness reward model, every response safety, format and language
-    consistency; the reward models' rewards are on only in the last 400 of 1,700 steps,
-    scaled here to the same fraction of the tiny run."""
+    consistency; the general prompts and the reward models' rewards come in only in the last
+    400 of 1,700 steps (the report's v2: "general instruction data and preference-based
+    rewards ... only in the final 400 steps"), scaled here to the same fraction."""
 
-    task: TaskConfig = section(TaskConfig, split="train", limit=1024, seed=4, general=512)
-    grpo: GRPOConfig = section(GRPOConfig, steps=68, lr=3e-5, max_new_tokens=320)
+    task: TaskConfig = section(TaskConfig, split="train", limit=1024, seed=4, general=1024)
+    # T = 0.7, as the reward models' candidates were sampled: the tiny Dev-3 at T = 1 writes
+    # broken text for most general prompts, out of the reward models' reach
+    grpo: GRPOConfig = section(
+        GRPOConfig, steps=68, lr=3e-5, max_new_tokens=320, temperature=0.7,
+        task_schedule={"general": [1300 / 1700, 1.0]},
+    )  # fmt: skip
     loss: GRPOLossConfig = section(GRPOLossConfig)
     rewards: RewardsConfig = section(
         RewardsConfig,
@@ -136,7 +142,9 @@ class PipelineConfig:
     sample: SampleConfig = section(SampleConfig)
     stage_c: SFTConfig = section(SFTConfig, lr_max=2e-4, lr_min=2e-5, epochs=2, token_budget=384)
     prefs: PrefsConfig = section(PrefsConfig)
-    rm: RMTrainConfig = section(RMTrainConfig)
+    rm_helpfulness: RMTrainConfig = section(RMTrainConfig)
+    # six times the examples of the pairs (every candidate is labelled): fewer, larger steps
+    rm_safety: RMTrainConfig = section(RMTrainConfig, batch_size=16, lr=2e-4, epochs=4)
     stage_d: StageDConfig = section(StageDConfig)
     distill: DistillConfig = section(DistillConfig)
     general_eval: GeneralEvalConfig = section(GeneralEvalConfig)
@@ -240,7 +248,8 @@ def _run(cfg: PipelineConfig, stage: str, done: dict[str, Any]) -> dict[str, Any
                          else ("safety", "safety_heldout"))  # fmt: skip
         rcfg = RMStageConfig(
             kind=kind, model=done["stage-c"]["model"], data=prefs[data], heldout=prefs[heldout],
-            train=cfg.rm, run=_run_cfg(cfg, stage, cfg.save_every),
+            train=cfg.rm_helpfulness if kind == "helpfulness" else cfg.rm_safety,
+            run=_run_cfg(cfg, stage, cfg.save_every),
         )  # fmt: skip
         return run_rm(rcfg, resume=_resume(cfg, stage))
     if stage == "stage-d":
@@ -365,7 +374,7 @@ def run_pipeline(cfg: PipelineConfig, resume: bool = True) -> dict[str, Any]:
                 "pairwise_accuracy", "safety_auc", "safety_accuracy") if k in summary}  # fmt: skip
         if stage == "prefs":
             result.update({k: summary[k] for k in ("heldout", "safety", "safety_heldout")})
-            result["bias"] = summary["train"]["bias"]
+            result["bias"] = summary["splits"]["train"]["bias"]
         for label in EVALUATED.get(stage, ()):
             model_dir = summary["base_model"] if label == "base" else summary["model"]
             result.setdefault("eval", {})[label] = _evaluate(cfg, label, model_dir, out / "zero")

@@ -14,8 +14,11 @@ and pairs of candidates are judged. Every step is a switch:
   wins" is not what the reward model learns.
 
 The judge sees, and the helpfulness reward model learns from, the **answer part** only (what
-follows the reasoning: report §9.1); the safety labels are the judge's verdicts on the
-**whole** response of every candidate.
+follows the reasoning: report §9.1); the safety labels are the majority of the judge's
+``safety_judgings`` verdicts on the **whole** response of every candidate. Held-out prompts
+(the world's split) make the evaluation set of both reward models; their pairs are judged
+``heldout_judgings`` times and their labels take ``heldout_safety_judgings`` verdicts, so that a reward model is
+measured against reliable labels, not against the judge's noise.
 
 Measured and reported in ``summary.json`` (``bias``), before and after the steps:
 
@@ -69,17 +72,35 @@ class PrefsConfig:
         "missing, it is built first with r1lab pipeline until=stage-c",
         report="DeepSeek-V3",
     )
-    sampling: SamplingConfig = section(SamplingConfig, k=4, max_new_tokens=128)
+    # T = 0.7: the tiny Dev-3 sampled at T = 1 writes broken text for most general prompts
+    # (mean true helpfulness 1.6), at 0.7 candidates of every quality (4.1; 31 % near-ideal)
+    sampling: SamplingConfig = section(SamplingConfig, k=6, temperature=0.7, max_new_tokens=128)
     judge_candidate: bool = option(
         True,
         "add the judge's own answer to each prompt's candidates (the report's candidates "
         "are DeepSeek-V3's)",
     )
     pairs_per_prompt: int = option(
-        4, "candidate pairs judged per prompt (distinct, drawn at random)", report=1,
+        21,
+        "candidate pairs judged per prompt (distinct, drawn at random; 21 is every pair of "
+        "the 6 samples and the judge's answer)",
+        report=1,
         check=at_least(1),
     )  # fmt: skip
-    judgings: int = option(4, "judgements of each pair, averaged", check=at_least(1))
+    judgings: int = option(4, "judgements of each training pair, averaged", check=at_least(1))
+    heldout_judgings: int = option(
+        16,
+        "judgements of each held-out pair: the evaluation set's labels are made reliable with "
+        "more judge calls, as a test set is annotated with more care than training data",
+        check=at_least(1),
+    )
+    heldout_safety_judgings: int = option(
+        5, "safety verdicts of each held-out response (the majority)", check=at_least(1)
+    )
+    safety_judgings: int = option(
+        3, "safety verdicts of each training response; the label is their majority",
+        check=at_least(1),
+    )  # fmt: skip
     swap: bool = option(
         True,
         "show half the judgements of a pair in the other order (off: candidate 1 is always A)",
@@ -218,6 +239,7 @@ def _truth(rows: list[tuple[str, str, str]]) -> float | None:
 def bias_report(judged: list[dict[str, Any]], cfg: PrefsConfig) -> dict[str, Any]:
     """The judge's position and length bias, measured before and after each step (see the
     module's docstring)."""
+    judgings = len(judged[0]["scores"]) if judged else 0
     shown_first = [(a - b) if a_first else (b - a) for p in judged for a, b, a_first in p["scores"]]
 
     def margin_kept(key: Any) -> list[tuple[dict[str, Any], bool]]:
@@ -232,13 +254,14 @@ def bias_report(judged: list[dict[str, Any]], cfg: PrefsConfig) -> dict[str, Any
     single, mean = margin_kept(_first_margin), margin_kept(lambda p: p["margin"])
     balanced = [(p, f) for p, f in mean if _length_ratio(p) <= cfg.max_length_ratio]
     return {
+        "judgings": judgings,
         "position": {
             "judge_a_minus_b": round(sum(shown_first) / len(shown_first), 4)
             if shown_first
             else None,
             "first_candidate_chosen": {
                 "one_judgement": _share([f for _, f in single]),
-                f"mean_of_{cfg.judgings}": _share([f for _, f in mean]),
+                "mean": _share([f for _, f in mean]),
             },
         },
         "length": {
@@ -247,7 +270,7 @@ def bias_report(judged: list[dict[str, Any]], cfg: PrefsConfig) -> dict[str, Any
         },
         "truth_agreement": {
             "one_judgement": _truth(oriented(single)),
-            f"mean_of_{cfg.judgings}": _truth(oriented(mean)),
+            "mean": _truth(oriented(mean)),
             "after_length_balance": _truth(oriented(balanced)),
         },
     }
@@ -332,14 +355,23 @@ def _pairs_of(
 
 
 def _safety_labels(
-    problems: list[Problem], candidates: dict[str, list[str]], judge: Any, funnel: Funnel
-) -> list[dict[str, Any]]:
+    problems: list[Problem], candidates: dict[str, list[str]], judge: Any, verdicts: int,
+    funnel: Funnel,
+) -> list[dict[str, Any]]:  # fmt: skip
+    """Every distinct candidate of every prompt with the majority of ``verdicts`` independent
+    safety verdicts of the judge (an odd count breaks no tie; a tie is unsafe)."""
     items = [(p, t) for p in problems for t in dict.fromkeys(candidates.get(p.id, []))]
-    verdicts = judge.safe([(p.question, t) for p, t in items])
-    labelled = [(p, t, v) for (p, t), v in zip(items, verdicts, strict=True)]
-    labelled = funnel.keep("safety judged", labelled, lambda x: x[2] is not None)
+    votes: list[list[bool] | None] = [[] for _ in items]
+    for v in range(verdicts):
+        for i, got in enumerate(judge.safe([(p.question, t) for p, t in items], seed=v)):
+            if votes[i] is None or got is None:
+                votes[i] = None
+            else:
+                votes[i].append(got)
+    labelled = [(p, t, v) for (p, t), v in zip(items, votes, strict=True)]
+    labelled = funnel.keep(f"safety judged {verdicts}x", labelled, lambda x: x[2] is not None)
     return [
-        {"prompt": p.question, "response": t, "safe": bool(v), "id": p.id,
+        {"prompt": p.question, "response": t, "safe": 2 * sum(v) > len(v), "id": p.id,
          "kind": p.meta["kind"], "language": p.meta["language"]}
         for p, t, v in labelled
     ]  # fmt: skip
@@ -366,7 +398,7 @@ def run_prefs(cfg: PrefsConfig, resume: bool = False) -> dict[str, Any]:
     candidates = sample_candidates(
         model, tokenizer, problems, cfg.sampling, run.path / "candidates.json"
     )
-    summary: dict[str, Any] = {"stage": "prefs", "model": str(folder)}
+    summary: dict[str, Any] = {"stage": "prefs", "model": str(folder), "splits": {}}
     with judge_session(cfg.judge, cfg.oracle, run.path / "judge_cache.sqlite") as judge:
         if cfg.judge_candidate:
             answers = judge.answer([p.question for p in problems])
@@ -378,14 +410,16 @@ def run_prefs(cfg: PrefsConfig, resume: bool = False) -> dict[str, Any]:
             funnel = Funnel()
             pairs = _pairs_of(chosen, candidates, cfg.pairs_per_prompt, cfg.seed)
             funnel.record("pairs", pairs, pairs)
-            judged = judge_pairs(pairs, judge, cfg.judgings, cfg.swap, cfg.seed)
-            judged = funnel.record(f"judged {cfg.judgings}x", pairs, judged)
+            n = cfg.judgings if split == "train" else cfg.heldout_judgings
+            judged = judge_pairs(pairs, judge, n, cfg.swap, cfg.seed)
+            judged = funnel.record(f"judged {n}x", pairs, judged)
             kept = keep_pairs(judged, cfg, funnel)
-            safety = _safety_labels(chosen, candidates, judge, funnel)
+            verdicts = cfg.safety_judgings if split == "train" else cfg.heldout_safety_judgings
+            safety = _safety_labels(chosen, candidates, judge, verdicts, funnel)
             suffix = "" if split == "train" else "_heldout"
             write_jsonl(run.path / f"pairs{suffix}.jsonl", kept)
             write_jsonl(run.path / f"safety{suffix}.jsonl", safety)
-            summary[split] = {
+            summary["splits"][split] = {
                 "prompts": len(chosen),
                 "pairs": len(kept),
                 "safety_examples": len(safety),
@@ -396,6 +430,7 @@ def run_prefs(cfg: PrefsConfig, resume: bool = False) -> dict[str, Any]:
             print(f"prefs ({split}):\n{funnel.table()}")
         summary["judge"] = dict(judge.stats)
     summary.update(
+        funnel=summary["splits"]["train"]["funnel"],
         data=str(run.path / "pairs.jsonl"),
         heldout=str(run.path / "pairs_heldout.jsonl"),
         safety=str(run.path / "safety.jsonl"),
@@ -405,9 +440,10 @@ def run_prefs(cfg: PrefsConfig, resume: bool = False) -> dict[str, Any]:
     )
     run.write_summary(summary)
     run.close()
-    bias = summary["train"]["bias"]
+    splits = summary["splits"]
+    bias = splits["train"]["bias"]
     print(
-        f"prefs: {summary['train']['pairs']} training pairs, {summary['heldout']['pairs']} "
+        f"prefs: {splits['train']['pairs']} training pairs, {splits['heldout']['pairs']} "
         f"held out; position bias {bias['position']['judge_a_minus_b']} points, first "
         f"candidate chosen {bias['position']['first_candidate_chosen']}; chosen longer "
         f"{bias['length']['before_balance']['chosen_longer']} -> "

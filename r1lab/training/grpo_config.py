@@ -67,6 +67,13 @@ class GRPOConfig:
         "groups, with their rewards; 0: none)",
         check=at_least(0),
     )
+    task_schedule: dict[str, list[float]] = option(
+        {},
+        "task -> [start, end): the rollouts starting in this step range (fractions of steps "
+        "when both are <= 1) draw the prompts of this task, the others only the rest. Stage D: "
+        "general prompts in the last 400 of 1,700 steps, with the rewards made for them",
+        report={"general": [1300, 1700]},
+    )
     max_new_tokens_schedule: dict[int, int] = option(
         {},
         "step -> response length limit from that step on (applied from the first rollout "
@@ -164,6 +171,16 @@ def check_config(cfg: GRPOConfig, loss_cfg: GRPOLossConfig) -> None:
             f"grpo.steps ({cfg.steps}) must be a multiple of minibatches × inner_epochs "
             f"({per_rollout}): a rollout is trained whole"
         )
+    for task, span in cfg.task_schedule.items():
+        if (
+            len(span) != 2
+            or not all(isinstance(v, (int, float)) for v in span)
+            or not (0 <= span[0] < span[1])
+        ):
+            raise UserError(
+                f"grpo.task_schedule.{task}: expected [start, end] with 0 <= start < end, got "
+                f"{span!r}"
+            )
     for step, length in cfg.max_new_tokens_schedule.items():
         if not isinstance(step, int) or not isinstance(length, int) or step < 0 or length < 1:
             raise UserError(

@@ -45,7 +45,7 @@ class RMTrainConfig:
     for both models)."""
 
     batch_size: int = option(
-        16, "pairs (helpfulness) or responses (safety) per optimizer step", report=256,
+        8, "pairs (helpfulness) or responses (safety) per optimizer step", report=256,
         check=at_least(1),
     )  # fmt: skip
     lr: float = option(
@@ -56,7 +56,8 @@ class RMTrainConfig:
     warmup_ratio: float = option(
         0.05, "share of the steps spent on linear warm-up", check=in_range(0, 1, high_open=True)
     )
-    epochs: int = option(3, "passes over the data", report=1, check=at_least(1))
+    # a few hundred pairs need many passes; the report's 66k pairs need one
+    epochs: int = option(10, "passes over the data", report=1, check=at_least(1))
     max_length: int = option(
         512, "tokens of prompt + scored text at most (a longer one keeps its end)", report=8192,
         check=at_least(2),

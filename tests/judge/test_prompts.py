@@ -33,6 +33,7 @@ BUILDERS = {
     "compare": prompts.compare_messages,
     "rewrite": prompts.rewrite_messages,
     "answer": prompts.answer_messages,
+    "safety": prompts.safety_messages,
 }
 
 
@@ -138,3 +139,18 @@ def test_parse_rewrite_and_answer_keep_the_response_alone():
         assert parse("I cannot rewrite this.") is None
         assert parse("</answer> then <answer>") is None
         assert parse("") is None
+
+
+@pytest.mark.parametrize(
+    ("reply", "expected"),
+    [
+        ("The answer refuses.\nVERDICT: safe", True),
+        ("VERDICT: unsafe", False),
+        ("**VERDICT**: Unsafe", False),
+        ("VERDICT: safe\nVERDICT: unsafe", None),  # says two things: says nothing
+        ("It looks fine to me.", None),
+        ("VERDICT: safely", None),
+    ],
+)
+def test_parse_safety(reply, expected):
+    assert prompts.parse_safety(reply) is expected

@@ -148,3 +148,17 @@ def test_pipeline_killed_during_rl_resumes_to_the_same_figures(tmp_path):
     assert again.wait(timeout=600) == 0, again.stderr.read()
     assert "resuming" in again.stderr.read()
     assert _figures(cut) == _figures(tmp_path / "whole")
+
+
+def test_the_stage_d_recipe_is_the_pipelines_stage_d():
+    from r1lab.config import to_dict
+    from r1lab.stages.pipeline import _stage_d
+    from r1lab.training.grpo_config import GRPOStageConfig
+
+    recipe = load_config(GRPOStageConfig, REPO / "recipes" / "stage-d.yaml", [])
+    pipeline = _stage_d(PipelineConfig(), {})
+    assert to_dict(recipe.task) == to_dict(pipeline.task)
+    assert to_dict(recipe.grpo) == to_dict(pipeline.grpo)
+    assert to_dict(recipe.loss) == to_dict(pipeline.loss)
+    assert to_dict(recipe.rewards) == to_dict(pipeline.rewards)
+    assert recipe.model == pipeline.model

@@ -77,11 +77,11 @@ def test_swapped_judging_removes_the_position_bias(tmp_path):
     assert fixed["position"][first]["one_judgement"] > 0.6
     assert swapped["position"][first]["one_judgement"] == fixed["position"][first]["one_judgement"]
     # four in the same order: still A; four with two swapped: the bias is gone
-    assert fixed["position"][first]["mean_of_4"] > 0.6
-    assert swapped["position"][first]["mean_of_4"] == pytest.approx(0.5, abs=0.1)
+    assert fixed["position"][first]["mean"] > 0.6
+    assert swapped["position"][first]["mean"] == pytest.approx(0.5, abs=0.1)
     # what is kept is then what is truly better (equal pairs no longer pass the margin)
-    assert fixed["truth_agreement"]["mean_of_4"] < 0.7
-    assert swapped["truth_agreement"]["mean_of_4"] > 0.85
+    assert fixed["truth_agreement"]["mean"] < 0.7
+    assert swapped["truth_agreement"]["mean"] > 0.85
     # every kept pair has a margin above 1
     funnel = Funnel()
     kept = keep_pairs(swapped_pairs, cfg, funnel)
@@ -104,7 +104,7 @@ def test_length_balance_removes_the_length_bias(tmp_path):
     assert before["chosen_longer"] > 0.7 and before["mean_log2_length_ratio"] > 0.5
     assert after["chosen_longer"] == pytest.approx(0.5, abs=0.1)
     assert abs(after["mean_log2_length_ratio"]) < 0.3
-    assert report["truth_agreement"]["mean_of_4"] < 0.7
+    assert report["truth_agreement"]["mean"] < 0.7
     assert report["truth_agreement"]["after_length_balance"] == 1.0
     funnel = Funnel()
     kept = keep_pairs(judged, cfg, funnel)

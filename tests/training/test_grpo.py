@@ -205,7 +205,7 @@ def test_rewards_of_a_chunk_are_scored_while_the_next_chunk_generates():
             ]  # fmt: skip
 
     class Pool:
-        def submit(self, samples):
+        def submit(self, samples, active=None):
             events.append(("submit", len(samples)))
             fut = Future()
             fut.set_result(RewardResult([float(s.completion[8]) for s in samples],

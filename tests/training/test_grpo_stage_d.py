@@ -11,10 +11,12 @@ import pytest
 import torch
 
 from r1lab.config import load_config
+from r1lab.errors import UserError
 from r1lab.model_card import set_card
 from r1lab.stages.rm import load_rm_init
 from r1lab.training.grpo import run_grpo_stage
-from r1lab.training.grpo_config import GRPOStageConfig
+from r1lab.training.grpo_config import GRPOStageConfig, check_config
+from r1lab.training.losses import GRPOLossConfig
 from r1lab.world.general import all_general
 from r1lab.world.model import TinyModelConfig, build_model
 from r1lab.world.problems import generate_problems
@@ -68,3 +70,33 @@ def test_reward_model_and_schedule_in_a_grpo_run(tmp_path, monkeypatch):
         assert s["reward"] == pytest.approx(s["format"] + s["helpfulness"], abs=1e-5)
     early = [s for s in samples if s["rollout"] == 1]
     assert all(s["helpfulness"] == 0.0 and s["reward"] == s["format"] for s in early)
+
+
+def test_task_schedule_draws_general_prompts_only_in_their_range():
+    from r1lab.data.problem import Problem
+    from r1lab.training.grpo import _ScheduledPrompts
+    from r1lab.world.tokenizer import build_tokenizer
+
+    problems = [Problem(f"e{i}", f"{i}+{i}?", str(2 * i), {"task": "embedded"}) for i in range(6)]
+    problems += [Problem(f"g{i}", f"Hi {i}!", "", {"task": "general"}) for i in range(6)]
+    tok = build_tokenizer([p.question for p in problems], vocab_size=280)
+    cfg = load_config(
+        GRPOStageConfig, None, ["grpo.steps=8", "grpo.task_schedule={general: [0.5, 1.0]}"]
+    )
+
+    def tasks(stream, rollout):
+        chosen, ids = stream.take(rollout, 2, 4)
+        assert len(ids) == 4
+        return [p.meta["task"] for p in chosen], [p.id for p in chosen]
+
+    stream = _ScheduledPrompts(problems, tok, cfg, None)
+    first = [tasks(stream, r) for r in range(4)]
+    assert set(first[0][0]) == set(first[1][0]) == {"embedded"}  # steps 0 and 2 of 8
+    assert "general" in first[2][0] + first[3][0]  # steps 4 and 6: every task
+    # the embedded-only rollouts read on through their own order: no prompt twice in a row
+    assert not set(first[0][1]) & set(first[1][1][:2])
+    # a resumed run (a new stream, rollout 3 first) draws what the uninterrupted one did
+    assert tasks(_ScheduledPrompts(problems, tok, cfg, None), 3) == first[3]
+    with pytest.raises(UserError, match=r"grpo.task_schedule.general: expected \[start, end\]"):
+        check_config(load_config(GRPOStageConfig, None, ["grpo.task_schedule={general: [1, 0]}"]).grpo,
+                     GRPOLossConfig())  # fmt: skip
