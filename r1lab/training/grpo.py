@@ -49,7 +49,7 @@ from r1lab.inference.reference import (
 )
 from r1lab.inference.reward_model import RewardModels
 from r1lab.model_card import card, folder_card, prompt_of, world_of
-from r1lab.rewards.config import active_rewards, in_span
+from r1lab.rewards.config import active_rewards
 from r1lab.rollout.base import RolloutEngine, SamplingParams
 from r1lab.runs import Run
 from r1lab.training.device import autocast_for, resolve_device
@@ -61,8 +61,8 @@ from r1lab.training.grpo_config import (
     max_new_tokens_at,
 )
 from r1lab.training.grpo_rollout import (
-    PromptStream,
     Rollout,
+    ScheduledPrompts,
     batch_metrics,
     generate_rollout,
     reward_pool,
@@ -193,44 +193,6 @@ class _Resumable:
             self.with_reference = True
 
 
-class _ScheduledPrompts:
-    """The run's prompts by rollout, with ``grpo.task_schedule``: the prompts of a scheduled
-    task are drawn only by the rollouts that start in its range. Each set of tasks on has its
-    own :class:`PromptStream`, read on from where its last rollout left it, so the prompts of
-    a rollout are a function of the seed and the rollout alone (a resumed run draws the same)."""
-
-    def __init__(self, problems: list[Problem], tokenizer: Any, cfg: GRPOStageConfig,
-                 model_prompt: dict[str, str] | None) -> None:  # fmt: skip
-        self.problems, self.tokenizer, self.cfg, self.model_prompt = (
-            problems,
-            tokenizer,
-            cfg,
-            model_prompt,
-        )
-        self.streams: dict[frozenset[str], PromptStream] = {}
-
-    def _on(self, step: int) -> frozenset[str]:
-        g = self.cfg.grpo
-        return frozenset(t for t, span in g.task_schedule.items() if in_span(span, step, g.steps))
-
-    def take(
-        self, rollout: int, per_rollout: int, count: int
-    ) -> tuple[list[Problem], list[list[int]]]:
-        on = self._on(rollout * per_rollout)
-        earlier = sum(self._on(r * per_rollout) == on for r in range(rollout))
-        if on not in self.streams:
-            scheduled = self.cfg.grpo.task_schedule
-            chosen = [p for p in self.problems
-                      if p.meta.get("task") not in scheduled or p.meta.get("task") in on]  # fmt: skip
-            if not chosen:
-                raise UserError(
-                    f"grpo.task_schedule: no prompt to draw at step {rollout * per_rollout}"
-                )
-            self.streams[on] = PromptStream(chosen, self.tokenizer, self.cfg.task,
-                                            self.cfg.run.seed, self.model_prompt)  # fmt: skip
-        return self.streams[on].take(earlier * count, count)
-
-
 def _minibatch_split(n: int, parts: int, seed: int, rollout: int, epoch: int) -> list[list[int]]:
     gen = torch.Generator().manual_seed((seed * 1_000_003 + rollout) * 101 + epoch)
     perm = torch.randperm(n, generator=gen).tolist()
@@ -357,7 +319,7 @@ def train_grpo(
     start, ref_step = int(state.get("step", 0)), int(state.get("ref_step", 0))
     spent = float(state.get("seconds", 0.0))  # training time before a resume (max_minutes)
 
-    prompts = _ScheduledPrompts(problems, tokenizer, cfg, prompt_of(card(model)))
+    prompts = ScheduledPrompts(problems, tokenizer, cfg, prompt_of(card(model)))
     pool = reward_pool(cfg.rewards)
     reward_models = RewardModels(cfg.rewards, device)  # the inference module's, beside the ref
     bar = tqdm(total=g.steps, initial=start, desc="grpo", unit="step", disable=None)

@@ -12,13 +12,22 @@ from torch import Tensor
 
 from r1lab.data.problem import Problem
 from r1lab.data.tasks import TaskConfig, prompt_template_for, render_prompt
+from r1lab.errors import UserError
 from r1lab.eval.metrics import has_reflection
 from r1lab.rewards.base import Sample
+from r1lab.rewards.config import in_span
 from r1lab.rewards.pool import RewardPool, RewardsConfig, RewardSpec
 from r1lab.rollout.base import RolloutEngine, SamplingParams
 from r1lab.training.losses import GRPOLossConfig, group_advantages, trainable
 
-__all__ = ["PromptStream", "Rollout", "batch_metrics", "generate_rollout", "reward_pool"]
+__all__ = [
+    "PromptStream",
+    "Rollout",
+    "ScheduledPrompts",
+    "batch_metrics",
+    "generate_rollout",
+    "reward_pool",
+]
 
 
 @dataclass
@@ -205,3 +214,41 @@ class PromptStream:
                 template = prompt_template_for(self.task, p, self.model_prompt)
                 self._ids[i] = render_prompt(self.tokenizer, p, template)
         return [self.problems[i] for i in chosen], [self._ids[i] for i in chosen]
+
+
+class ScheduledPrompts:
+    """The run's prompts by rollout, with ``grpo.task_schedule``: the prompts of a scheduled
+    task are drawn only by the rollouts that start in its range. Each set of tasks on has its
+    own :class:`PromptStream`, read on from where its last rollout left it, so the prompts of
+    a rollout are a function of the seed and the rollout alone (a resumed run draws the same)."""
+
+    def __init__(self, problems: list[Problem], tokenizer: Any, cfg: Any,
+                 model_prompt: dict[str, str] | None) -> None:  # fmt: skip
+        self.problems, self.tokenizer, self.cfg, self.model_prompt = (
+            problems,
+            tokenizer,
+            cfg,
+            model_prompt,
+        )
+        self.streams: dict[frozenset[str], PromptStream] = {}
+
+    def _on(self, step: int) -> frozenset[str]:
+        g = self.cfg.grpo
+        return frozenset(t for t, span in g.task_schedule.items() if in_span(span, step, g.steps))
+
+    def take(
+        self, rollout: int, per_rollout: int, count: int
+    ) -> tuple[list[Problem], list[list[int]]]:
+        on = self._on(rollout * per_rollout)
+        earlier = sum(self._on(r * per_rollout) == on for r in range(rollout))
+        if on not in self.streams:
+            scheduled = self.cfg.grpo.task_schedule
+            chosen = [p for p in self.problems
+                      if p.meta.get("task") not in scheduled or p.meta.get("task") in on]  # fmt: skip
+            if not chosen:
+                raise UserError(
+                    f"grpo.task_schedule: no prompt to draw at step {rollout * per_rollout}"
+                )
+            self.streams[on] = PromptStream(chosen, self.tokenizer, self.cfg.task,
+                                            self.cfg.run.seed, self.model_prompt)  # fmt: skip
+        return self.streams[on].take(earlier * count, count)

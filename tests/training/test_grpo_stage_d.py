@@ -74,7 +74,7 @@ def test_reward_model_and_schedule_in_a_grpo_run(tmp_path, monkeypatch):
 
 def test_task_schedule_draws_general_prompts_only_in_their_range():
     from r1lab.data.problem import Problem
-    from r1lab.training.grpo import _ScheduledPrompts
+    from r1lab.training.grpo_rollout import ScheduledPrompts
     from r1lab.world.tokenizer import build_tokenizer
 
     problems = [Problem(f"e{i}", f"{i}+{i}?", str(2 * i), {"task": "embedded"}) for i in range(6)]
@@ -89,14 +89,14 @@ def test_task_schedule_draws_general_prompts_only_in_their_range():
         assert len(ids) == 4
         return [p.meta["task"] for p in chosen], [p.id for p in chosen]
 
-    stream = _ScheduledPrompts(problems, tok, cfg, None)
+    stream = ScheduledPrompts(problems, tok, cfg, None)
     first = [tasks(stream, r) for r in range(4)]
     assert set(first[0][0]) == set(first[1][0]) == {"embedded"}  # steps 0 and 2 of 8
     assert "general" in first[2][0] + first[3][0]  # steps 4 and 6: every task
     # the embedded-only rollouts read on through their own order: no prompt twice in a row
     assert not set(first[0][1]) & set(first[1][1][:2])
     # a resumed run (a new stream, rollout 3 first) draws what the uninterrupted one did
-    assert tasks(_ScheduledPrompts(problems, tok, cfg, None), 3) == first[3]
+    assert tasks(ScheduledPrompts(problems, tok, cfg, None), 3) == first[3]
     with pytest.raises(UserError, match=r"grpo.task_schedule.general: expected \[start, end\]"):
         check_config(load_config(GRPOStageConfig, None, ["grpo.task_schedule={general: [1, 0]}"]).grpo,
                      GRPOLossConfig())  # fmt: skip
