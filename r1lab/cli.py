@@ -5,6 +5,8 @@ Every stage subcommand reads the same way::
     r1lab <stage> [--recipe FILE.yaml] [--resume] [--print-config] [key=value ...]
 
 Its config is the stage's dataclass defaults, then the recipe, then the overrides (last wins).
+A stage may take bare arguments too (``r1lab report RUN [RUN ...]``): they fill one list key
+of its config, as that key's override would.
 A stage is one line of :data:`STAGES`; its module is imported only when that stage is chosen,
 so ``r1lab --help`` stays quick and a stage whose module is missing fails only when run.
 
@@ -19,6 +21,7 @@ import argparse
 import importlib
 import inspect
 import sys
+from pathlib import Path
 from typing import Any, NamedTuple, NoReturn
 
 from r1lab.errors import UserError
@@ -28,6 +31,8 @@ class Stage(NamedTuple):
     config: str  # "module:ConfigClass"
     run: str  # "module:run_function", called as run(cfg) or run(cfg, resume=...)
     help: str  # one line for ``r1lab --help``
+    # (config key, metavar): the list key that bare arguments fill, as in r1lab report RUN ...
+    positional: tuple[str, str] | None = None
 
 
 # One line per stage; keep them unwrapped so adding a stage stays a one-line change.
@@ -46,6 +51,7 @@ STAGES: dict[str, Stage] = {
     "eval": Stage("r1lab.eval.evaluate:EvalConfig", "r1lab.eval.evaluate:run_eval_stage", "decode each problem greedily and sample it k times; report greedy pass@1, pass@1, pass@4/16 and cons@k"),
     "serve": Stage("r1lab.serve.stage:ServeConfig", "r1lab.serve.stage:run_serve", "serve a model folder (or the oracle judge) on an OpenAI-compatible /v1/chat/completions API"),
     "review": Stage("r1lab.review.stage:ReviewConfig", "r1lab.review.stage:run_review", "human verification of cold-start data: accept / reject / edit each trace in a browser page, export the accepted set"),
+    "report": Stage("r1lab.tracking.report:ReportConfig", "r1lab.tracking.report:run_report", "compare runs: their metric curves overlaid (report.png) and final metrics side by side (report.md)", ("runs", "RUN")),
 }
 # fmt: on
 
@@ -103,9 +109,18 @@ class _StageHelp(argparse.Action):
     def __call__(self, parser: argparse.ArgumentParser, *args: Any, **kw: Any) -> None:
         from r1lab.config import describe
 
-        cls = _resolve(STAGES[self.stage].config, self.stage)
+        stage = STAGES[self.stage]
+        cls = _resolve(stage.config, self.stage)
+        bare = ""
+        if stage.positional:
+            key, metavar = stage.positional
+            bare = (
+                f"  A bare argument ({metavar}: one without '=', or a path that exists) goes into\n"
+                f"  {key}; the bare arguments replace {key} of the recipe and the overrides.\n"
+            )
         parser.epilog = (
             OVERRIDES_HELP
+            + bare
             + "\nconfig keys (key = default [report: the DeepSeek-R1 report's value]):\n"
             + describe(cls)
         )
@@ -125,11 +140,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"r1lab {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="<command>")
     for name, stage in STAGES.items():
+        bare = f" {stage.positional[1]} [{stage.positional[1]} ...]" if stage.positional else ""
         p = sub.add_parser(
             name,
             help=stage.help,
             description=stage.help,
-            usage=f"r1lab {name} [--recipe FILE.yaml] [--resume] [--print-config] [key=value ...]",
+            usage=f"r1lab {name} [--recipe FILE.yaml] [--resume] [--print-config]{bare} "
+            "[key=value ...]",
             add_help=False,
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
@@ -148,6 +165,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _split_bare(stage: Stage, args: list[str]) -> tuple[list[str], list[str]]:
+    """The overrides and the bare arguments of a stage that takes them: an argument with no
+    '=' is bare, and so is a path that exists (a run folder named ``lr=1e-4``)."""
+    if stage.positional is None:
+        return args, []
+    overrides = [a for a in args if "=" in a and not Path(a).exists()]
+    return overrides, [a for a in args if a not in overrides]
+
+
 def run_stage(name: str, recipe: str | None, overrides: list[str], **flags: bool) -> Any:
     """Resolve the config of stage ``name`` and run it (or print it with ``print_config``)."""
     import yaml
@@ -156,11 +182,15 @@ def run_stage(name: str, recipe: str | None, overrides: list[str], **flags: bool
 
     stage = STAGES[name]
     cls = _resolve(stage.config, name)
+    overrides, bare = _split_bare(stage, overrides)
     try:
         cfg = load_config(cls, recipe, overrides)
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
         # load_config reports the usual cases itself; these are an unreadable recipe file.
         raise UserError(f"{recipe}: cannot read recipe ({e})") from None
+    if bare:
+        assert stage.positional is not None
+        setattr(cfg, stage.positional[0], bare)
     if flags.get("print_config"):
         print(yaml.safe_dump(to_dict(cfg), sort_keys=False, allow_unicode=True), end="")
         return None

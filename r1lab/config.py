@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import reprlib
 import types
 import typing
 from collections.abc import Callable
@@ -144,7 +145,14 @@ def _coerce(value: Any, typ: Any, key: str, source: str) -> Any:
     if origin is dict:
         if not isinstance(value, dict):
             raise _type_error(value, typ, key, source)
-        return dict(value)
+        if not args:
+            return dict(value)
+        # keys and values too: a value of no declared type (a nested list, a YAML alias
+        # expanding to millions of items) would reach the stage, and `--print-config`
+        return {
+            _coerce(k, args[0], key, source): _coerce(v, args[1], f"{key}.{k}", source)
+            for k, v in value.items()
+        }
     if typ is float and isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
     if typ is float and isinstance(value, str):
@@ -165,7 +173,17 @@ def _coerce(value: Any, typ: Any, key: str, source: str) -> Any:
 
 def _type_error(value: Any, typ: Any, key: str, source: str) -> UserError:
     name = getattr(typ, "__name__", None) or str(typ).replace("typing.", "")
-    return UserError(f"{source}: config key '{key}' expects {name}, got {value!r}")
+    return UserError(f"{source}: config key '{key}' expects {name}, got {_short_repr(value)}")
+
+
+_REPR = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = _REPR.maxlong = 200
+_REPR.maxlevel = 4  # a YAML alias nests a value many times over: repr it bounded
+
+
+def _short_repr(value: Any) -> str:
+    """``repr(value)``, with long strings, lists and deep nesting elided (``...``)."""
+    return _REPR.repr(value)
 
 
 def _apply(obj: Any, data: dict, root: type, source: str, prefix: str = "") -> None:
@@ -200,6 +218,8 @@ def parse_overrides(overrides: list[str]) -> dict:
             value = yaml.safe_load(raw) if raw.strip() else ""
         except yaml.YAMLError:
             value = raw
+        except Exception as e:  # what PyYAML lets through as Python's own errors
+            raise UserError(f"override '{key}': {_unreadable(e)}") from None
         node = nested
         parts = key.split(".")
         for p in parts[:-1]:
@@ -208,6 +228,17 @@ def parse_overrides(overrides: list[str]) -> dict:
                 raise UserError(f"override '{item}': '{p}' is both a value and a section")
         node[parts[-1]] = value
     return nested
+
+
+def _unreadable(e: Exception) -> str:
+    """What YAML could not read, for the errors PyYAML lets through as Python's own: nesting
+    deeper than Python's recursion limit, an int of more than 4,300 digits, a tagged scalar
+    its constructor fails on (``!!timestamp 2001``)."""
+    if isinstance(e, RecursionError):
+        return "not readable as YAML (nested too deeply)"
+    if isinstance(e, ValueError):
+        return f"not readable as YAML ({str(e).split(';')[0]})"
+    return f"not readable as YAML (a value PyYAML cannot build: {type(e).__name__})"
 
 
 def load_config(
@@ -220,11 +251,17 @@ def load_config(
         if not path.is_file():
             raise UserError(f"{path}: recipe file not found")
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as e:
+            raise UserError(f"{path}: not UTF-8 text (byte {e.start})") from None
+        try:
+            data = yaml.safe_load(text) or {}
         except yaml.YAMLError as e:
             mark = getattr(e, "problem_mark", None)
             where = f":{mark.line + 1}" if mark else ""
             raise UserError(f"{path}{where}: not valid YAML ({getattr(e, 'problem', e)})") from None
+        except Exception as e:
+            raise UserError(f"{path}: {_unreadable(e)}") from None
         _apply(cfg, data, cls, str(path))
     if overrides:
         _apply(cfg, parse_overrides(overrides), cls, "command line")
@@ -240,7 +277,7 @@ def validate(cfg: Any) -> None:
             continue
         value = _value(cfg, key)
         if value is not None and not check.test(value):
-            raise UserError(f"config key '{key}' must be {check.expect}, got {value!r}")
+            raise UserError(f"config key '{key}' must be {check.expect}, got {_short_repr(value)}")
 
 
 def _value(cfg: Any, key: str) -> Any:

@@ -12,4 +12,5 @@ class UserError(Exception):
     exit_code = 2
 
     def __init__(self, message: str):
-        super().__init__(" ".join(message.split("\n")))
+        # every line break (\r, \u2028, … as well as \n: what str.splitlines splits on)
+        super().__init__(" ".join(message.splitlines()))

@@ -5,7 +5,8 @@
   tasks whose ``instruction`` is ``auto`` use them, so a question written as the model
   was trained scores as in training.
 * ``world``: for the embedded base, the :class:`~r1lab.world.problems.WorldConfig` its corpus
-  was drawn from; the embedded task uses it, so its held-out split is the one the corpus
+  was drawn from (for the code base, the :class:`~r1lab.world.code.CodeWorldConfig` with
+  ``kind: code``); the embedded tasks use it, so the held-out split is the one the corpus
   left out, whatever the defaults are today.
 
 The card lives in the model's ``PretrainedConfig``, so every checkpoint of every stage
@@ -58,12 +59,15 @@ def prompt_of(found: dict[str, Any]) -> dict[str, str] | None:
 
 
 def world_of(found: dict[str, Any]) -> Any:
-    """The :class:`~r1lab.world.problems.WorldConfig` of a card: the world of an embedded base
-    (and of every model trained from it), or None."""
+    """The world of a card: the :class:`~r1lab.world.problems.WorldConfig` of an arithmetic
+    base, or the :class:`~r1lab.world.code.CodeWorldConfig` of a code base (``kind: code``),
+    carried by every model trained from it; None for a model from elsewhere."""
+    from r1lab.world.code import KIND, CodeWorldConfig
     from r1lab.world.problems import WorldConfig
 
     saved = found.get("world")
     if not isinstance(saved, dict):
         return None
-    known = {f.name for f in fields(WorldConfig)}
-    return WorldConfig(**{k: v for k, v in saved.items() if k in known})
+    kind = CodeWorldConfig if saved.get("kind") == KIND else WorldConfig
+    known = {f.name for f in fields(kind)}
+    return kind(**{k: v for k, v in saved.items() if k in known})

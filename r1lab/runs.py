@@ -8,6 +8,9 @@ process ends however it ends (a SIGKILLed run can be resumed at once), and a sec
 A checkpoint is written under ``checkpoints/.tmp-step-N`` and renamed to ``step-N`` only when
 every file is on disk, so a crash never leaves a half-written checkpoint that ``--resume``
 could pick up.
+
+Every metrics line also goes to the trackers ``run.trackers`` chooses (TensorBoard, wandb,
+trackio: :mod:`r1lab.tracking.trackers`); they are closed with the summary.
 """
 
 from __future__ import annotations
@@ -30,8 +33,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from r1lab.config import at_least, option, save_config
+from r1lab.config import at_least, option, save_config, to_dict
 from r1lab.errors import UserError
+from r1lab.tracking.trackers import Trackers, tracker_names
 
 _STEP_DIR = re.compile(r"^step-(\d+)$")
 LOCK = ".lock"
@@ -57,6 +61,13 @@ class RunConfig:
     overwrite: bool = option(
         False, "allow writing into a run folder that already holds a finished run"
     )
+    trackers: list[str] = option(
+        [],
+        "also send every metrics line to these trackers: tensorboard (<run folder>/tensorboard), "
+        "wandb (offline unless WANDB_MODE is set), trackio (local); pip install 'r1lab[track]'",
+        check=tracker_names(),
+    )
+    project: str = option("r1lab", "the wandb / trackio project; the run is named after its folder")
 
 
 class Run:
@@ -67,6 +78,7 @@ class Run:
         self.checkpoints = self.path / "checkpoints"
         self._lock: int | None = None
         self._config: Any = None  # written by restore() once the checkpoint agrees with it
+        self.trackers = Trackers([], self.path, "")  # Run.create sets the chosen ones
 
     @classmethod
     def create(cls, cfg: RunConfig, default_name: str, config: Any, resume: bool = False) -> Run:
@@ -77,6 +89,8 @@ class Run:
         With ``resume`` the config is written by :meth:`restore`, after the checkpoint was
         found to agree with it, so a refused resume leaves the folder as it was."""
         run = cls(Path(cfg.output_dir) / (cfg.name or default_name))
+        # checked (known, installed) before the folder is made; opened at the first line
+        run.trackers = Trackers(cfg.trackers, run.path, cfg.project, _plain(config))
         run.path.mkdir(parents=True, exist_ok=True)
         had_lock = (run.path / LOCK).exists()
         run._acquire()
@@ -117,7 +131,8 @@ class Run:
         self._lock = _HELD[key] = fd
 
     def close(self) -> None:
-        """Release the folder's lock (the process's exit does it too)."""
+        """Close the trackers and release the folder's lock (the process's exit does it too)."""
+        self.trackers.close()
         if self._lock is not None:
             _HELD.pop(self.path.resolve(), None)
             os.close(self._lock)
@@ -125,8 +140,10 @@ class Run:
 
     # --- metrics -----------------------------------------------------------------------------
     def log(self, record: dict[str, Any]) -> None:
-        """Append one step's metrics (a line of JSON) to ``metrics.jsonl``."""
+        """Append one step's metrics (a line of JSON) to ``metrics.jsonl``, and send its numbers
+        to the run's trackers."""
         self._append("metrics.jsonl", record)
+        self.trackers.log(record)
 
     def log_sample(self, record: dict[str, Any]) -> None:
         """Append one sampled response with its step and rewards to ``samples.jsonl``."""
@@ -144,7 +161,9 @@ class Run:
 
     def truncate_metrics(self, after_step: int) -> None:
         """Drop the lines of the step logs (``metrics.jsonl``, ``samples.jsonl``) past
-        ``after_step``: written after the checkpoint we resume from."""
+        ``after_step``: written after the checkpoint we resume from. TensorBoard drops them
+        too (a later process cannot take back what it sent to wandb or trackio)."""
+        self.trackers.resume_after(after_step)
         for name in LOGS:
             if not (self.path / name).exists():
                 continue
@@ -154,7 +173,9 @@ class Run:
             os.replace(tmp, self.path / name)
 
     def write_summary(self, summary: dict[str, Any]) -> None:
+        """Write ``summary.json``: the run is done, so its trackers are flushed and closed."""
         write_json_atomic(self.path / "summary.json", summary)
+        self.trackers.close()
 
     # --- checkpoints -------------------------------------------------------------------------
     def restore(
@@ -267,6 +288,14 @@ class Run:
             shutil.rmtree(self.checkpoints / f"step-{s}", ignore_errors=True)
 
 
+def _plain(config: Any) -> dict[str, Any]:
+    """A stage config as the dict the trackers record with the run."""
+    try:
+        return to_dict(config)
+    except TypeError:  # not a dataclass (a caller in code)
+        return {}
+
+
 def _checkpoint_steps(folder: Path) -> list[int]:
     if not folder.is_dir():
         return []
@@ -340,6 +369,9 @@ def load_weights(model: torch.nn.Module, folder: str | Path) -> None:
 
 def save_model(model: Any, tokenizer: Any, folder: Path) -> None:
     """A Hugging Face folder that plain ``from_pretrained`` loads (safetensors weights)."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # a bar per save of a one-file model says nothing
     folder.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(folder, safe_serialization=True)
     if tokenizer is not None:

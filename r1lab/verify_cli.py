@@ -101,6 +101,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def main(args: argparse.Namespace) -> int:
     """Run ``r1lab verify``; 0 when every case passed, 1 otherwise."""
+    _undo_dash_dash(args)
     if args.verify_kind == "code":
         for name in ("timeout", "cpu", "memory_mb", "workers"):
             if getattr(args, name) <= 0:
@@ -110,8 +111,33 @@ def main(args: argparse.Namespace) -> int:
     if not results:
         raise UserError(f"{args.input}: no cases to check (the file is empty)")
     for r in results:
-        print(json.dumps(r, ensure_ascii=False))
+        print(_json_line(r))
     return 0 if all(r["passed"] for r in results) else 1
+
+
+def _json_line(result: dict[str, Any]) -> str:
+    """``result`` as one JSON line, non-ASCII text as is; escaped where it holds a lone
+    surrogate (a JSON ``"\\ud800"`` in a case, a non-UTF-8 argument), which no UTF-8 stream
+    can write."""
+    line = json.dumps(result, ensure_ascii=False)
+    try:
+        line.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(result)
+    return line
+
+
+def _undo_dash_dash(args: argparse.Namespace) -> None:
+    """argparse (Python 3.11's, at least) reads ``--gold=--`` as ``[]``: it drops a ``--``
+    value as if it ended the options. Give such an option its text back, or refuse it where a
+    number is expected."""
+    for name, value in list(vars(args).items()):
+        if value != []:
+            continue
+        flag = "--" + name.replace("_", "-")
+        if name in ("timeout", "cpu", "memory_mb", "workers"):
+            raise UserError(f"verify {args.verify_kind}: {flag} expects a number, got '--'")
+        setattr(args, name, "--")
 
 
 # --- math ---------------------------------------------------------------------------------------

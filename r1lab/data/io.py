@@ -42,10 +42,12 @@ def read_records(
                     f"{path}:{where}: missing field '{theirs}'"
                     + (f" (mapped to '{ours}')" if theirs != ours else "")
                 )
-        rec = dict(row)
-        for ours, theirs in fields.items():
-            if theirs in rec:
-                rec[ours] = rec.pop(theirs) if theirs != ours else rec[theirs]
+        # renamed from the row as read, so that two names of ours may map to one field of
+        # theirs, and names may be swapped ({"question": "answer", "answer": "question"});
+        # a required name is there even when its field also went to another name
+        mapped = {ours: theirs for ours, theirs in fields.items() if theirs in row}
+        rec = {k: v for k, v in row.items() if k not in mapped.values()}
+        rec.update({ours: row[theirs] for ours, theirs in {**mapped, **source_of}.items()})
         out.append(rec)
     return out
 
@@ -66,6 +68,12 @@ def _read_jsonl(path: Path) -> list[tuple[int, dict]]:
                 raise UserError(
                     f"{path}:{lineno}: malformed JSON ({e.msg} at column {e.colno})"
                 ) from None
+            except RecursionError:
+                raise UserError(f"{path}:{lineno}: JSON nested too deeply") from None
+            except ValueError as e:  # an integer of more than 4,300 digits
+                raise UserError(
+                    f"{path}:{lineno}: malformed JSON ({str(e).split(';')[0]})"
+                ) from None
             if not isinstance(obj, dict):
                 raise UserError(
                     f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}"
@@ -78,10 +86,11 @@ def _read_parquet(path: Path) -> list[tuple[int, dict]]:
     import pyarrow.parquet as pq
 
     try:
-        table = pq.read_table(path)
+        rows = pq.read_table(path).to_pylist()  # to_pylist too: a date out of Python's range
     except Exception as e:
-        raise UserError(f"{path}: cannot read Parquet ({str(e).splitlines()[0]})") from None
-    return [(i + 1, row) for i, row in enumerate(table.to_pylist())]  # "line" = row number
+        reason = (str(e).splitlines() or [type(e).__name__])[0]
+        raise UserError(f"{path}: cannot read Parquet ({reason})") from None
+    return [(i + 1, row) for i, row in enumerate(rows)]  # "line" = row number
 
 
 def write_jsonl(path: str | Path, records: list[dict[str, Any]]) -> None:

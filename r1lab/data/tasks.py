@@ -1,13 +1,19 @@
 """Tasks: where problems come from and how a problem becomes a prompt.
 
-A task is a list of :class:`~r1lab.data.problem.Problem` (question + gold answer) read from
-one of four sources:
+A task is a list of :class:`~r1lab.data.problem.Problem` (question + gold answer, or for code
+the tests in ``meta``) read from one of these sources:
 
 * ``embedded``: the generated arithmetic problems the embedded base is built around
   (``heldout`` split by default, never seen in pretraining);
-* ``gsm8k`` and ``math500``: the test sets in the shared data folder (``../shared/data``
-  beside the repository, or ``$R1LAB_DATA_DIR``);
-* ``jsonl``: any JSONL or Parquet file, with the names of its question and answer fields.
+* ``embedded-code``: the code world's tiny Python functions with hidden tests
+  (:mod:`r1lab.world.code`), for the code base (``r1lab pretrain kind=code``);
+* ``gsm8k``, ``math500``, ``humaneval`` and ``mbpp``: the test sets shipped inside the package
+  (:mod:`r1lab.data.benchmarks`, each with its licence and source), or the same file names
+  under ``task.data_dir`` / ``$R1LAB_DATA_DIR``. ``split`` picks the set: ``heldout`` the test
+  set, ``train`` GSM8K's training set (shipped too) or MBPP's training split (tasks
+  601-974; its test split is 11-510); a test set is never trained on;
+* ``jsonl``: any JSONL or Parquet file, with the names of its question and answer fields, or
+  with a tests field for code problems (:func:`r1lab.rewards.code.load_code_tasks`).
 
 Outside questions (everything but ``embedded``) get an instruction appended that asks for the
 ``<think>…</think><answer>…</answer>`` format, because a model only knows that format from
@@ -30,7 +36,8 @@ from r1lab.data.io import read_records
 from r1lab.data.problem import Problem
 from r1lab.errors import UserError
 
-TASKS = ("embedded", "gsm8k", "math500", "jsonl")
+TASKS = ("embedded", "embedded-code", "gsm8k", "math500", "humaneval", "mbpp", "jsonl")
+CODE_TASKS = ("embedded-code", "humaneval", "mbpp")
 ANSWER_FORMATS = ("plain", "gsm8k", "boxed")
 
 DEFAULT_INSTRUCTION = (
@@ -40,6 +47,10 @@ DEFAULT_INSTRUCTION = (
 DEFAULT_INSTRUCTION_ZH = (
     "请先在 <think> </think> 中逐步思考，然后在 <answer> </answer> 中只给出最终答案。"
 )
+CODE_INSTRUCTION = (
+    "Think step by step inside <think> </think>, then give the program inside "
+    "<answer> </answer> as a ```python block."
+)
 
 AUTO = "auto"
 
@@ -48,6 +59,11 @@ _BUILTIN = {
     "gsm8k": ("gsm8k/test.jsonl", "question", "answer", "gsm8k"),
     "math500": ("math500/test.jsonl", "problem", "answer", "plain"),
 }
+_TRAIN_FILES = {"gsm8k": "gsm8k/train.jsonl"}  # a training split the package ships too
+_CODE_FILES = {"humaneval": "humaneval/HumanEval.jsonl", "mbpp": "mbpp/mbpp.jsonl"}
+# MBPP's splits by task id (Austin et al., 2021): 1-10 few-shot prompts, 11-510 test,
+# 511-600 validation, 601-974 train
+_MBPP_SPLITS = {"heldout": range(11, 511), "train": range(601, 975)}
 _HAN = re.compile("[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 
 
@@ -57,19 +73,26 @@ class TaskConfig:
 
     name: str = option(
         "embedded",
-        "embedded (generated arithmetic), gsm8k, math500, or jsonl "
-        "(any JSONL/Parquet file given by path)",
+        "embedded (generated arithmetic), embedded-code (generated Python functions, for the "
+        "code base), gsm8k, math500, humaneval, mbpp, or jsonl (any JSONL/Parquet file given "
+        "by path; with a tests field, code problems)",
         check=one_of(*TASKS),
     )
     path: str = option(
         "",
-        "data file (JSONL or Parquet); required for jsonl, replaces the shared "
-        "test file for gsm8k/math500 (e.g. gsm8k/train.jsonl)",
+        "data file (JSONL or Parquet); required for jsonl, replaces the packaged "
+        "test file for gsm8k/math500/humaneval/mbpp (e.g. my/gsm8k-train.jsonl)",
     )
     question_field: str = option(
         "", "field holding the question (empty: question; problem for math500)"
     )
     answer_field: str = option("", "field holding the gold answer (empty: answer)")
+    tests_field: str = option(
+        "",
+        "jsonl: field holding a code problem's tests (a list of assert snippets, or source "
+        "defining check(candidate)); empty: tests when the first record has one, else none "
+        "(a math task). Every record of a code file needs a non-empty one",
+    )
     answer_format: str = option(
         "",
         "how the gold is read from the answer field: plain (as is), gsm8k "
@@ -78,13 +101,15 @@ class TaskConfig:
     )
     split: str = option(
         "heldout",
-        "embedded task: heldout (disjoint from pretraining) or train",
+        "heldout or train. Embedded tasks: heldout is disjoint from pretraining; gsm8k: the "
+        "test or the train set; mbpp: its test split (tasks 11-510) or its train split "
+        "(601-974); math500, humaneval: heldout only (test sets)",
         check=one_of("heldout", "train"),
     )
     limit: int = option(
         0,
-        "at most this many problems, a seeded sample in file order (0: all of a "
-        "file; the embedded task generates 200)",
+        "at most this many problems, a seeded sample in file order (0, or more than the "
+        "file holds: all of it; the embedded tasks generate 200 for 0)",
         check=at_least(0),
     )
     seed: int = option(0, "seed of the embedded generator and of the limit sample")
@@ -110,20 +135,52 @@ class TaskConfig:
     )
     data_dir: str = option(
         "",
-        "folder with gsm8k/ and math500/ (empty: $R1LAB_DATA_DIR, else "
-        "../shared/data beside the repository)",
+        "folder with gsm8k/, math500/, humaneval/ and mbpp/ holding the files the package "
+        "ships (empty: $R1LAB_DATA_DIR, else the package's own copies)",
     )
 
 
 def data_dir(configured: str = "") -> Path:
-    """The shared data folder: ``configured``, else ``$R1LAB_DATA_DIR``, else ``../shared/data``
-    relative to the repository root (where the checkout sits next to ``shared/``)."""
+    """The benchmark folder: ``configured``, else ``$R1LAB_DATA_DIR``, else the copies shipped
+    in the package (:mod:`r1lab.data.benchmarks`)."""
     if configured:
         return Path(configured)
     if os.environ.get("R1LAB_DATA_DIR"):
         return Path(os.environ["R1LAB_DATA_DIR"])
-    repo = Path(__file__).resolve().parents[2]
-    return repo.parent / "shared" / "data"
+    from importlib.resources import files
+
+    return Path(str(files("r1lab.data.benchmarks")))
+
+
+def find_data_file(path: str | Path, configured_dir: str = "") -> Path:
+    """``path`` as given when it exists (or is absolute), else the file of that name among the
+    benchmarks (:func:`data_dir`): ``gsm8k/train.jsonl`` works from any folder."""
+    given = Path(path)
+    if given.exists() or given.is_absolute():
+        return given
+    packaged = data_dir(configured_dir) / given
+    return packaged if packaged.exists() else given
+
+
+def _data_file(cfg: TaskConfig, rel: str) -> Path:
+    """The task's file: ``task.path`` (:func:`find_data_file`), else ``rel`` under
+    :func:`data_dir`."""
+    if cfg.path:
+        return find_data_file(cfg.path, cfg.data_dir)
+    if cfg.split == "train" and cfg.name in _TRAIN_FILES:
+        rel = _TRAIN_FILES[cfg.name]
+    elif cfg.split == "train" and cfg.name != "mbpp":
+        raise UserError(
+            f"task.name={cfg.name}: the package ships only its test set, which is not for "
+            f"training; give a training file with task.path, or task.split=heldout to evaluate"
+        )
+    path = data_dir(cfg.data_dir) / rel
+    if not path.exists():
+        raise UserError(
+            f"{path}: {cfg.name} data not found (task.data_dir or R1LAB_DATA_DIR must name "
+            f"the folder holding {rel.split('/')[0]}/)"
+        )
+    return path
 
 
 def check_training_task(cfg: TaskConfig) -> None:
@@ -148,17 +205,12 @@ def load_task(cfg: TaskConfig, world: Any = None) -> list[Problem]:
         raise UserError(
             f"task.prompt_template must contain {{question}}, got {cfg.prompt_template!r}"
         )
-    if cfg.name == "embedded":
-        from r1lab.world.problems import generate_problems  # lazy: the world is optional here
-
-        if cfg.split not in ("train", "heldout"):
-            raise UserError(f"task.split must be train or heldout, got '{cfg.split}'")
-        try:
-            problems = generate_problems(cfg.limit or 200, cfg.seed, cfg.split, world)
-        except ValueError as e:  # more problems than the split holds
-            raise UserError(f"task.limit={cfg.limit}: {e}") from None
-        for p in problems:
-            p.meta.setdefault("task", "embedded")
+    if cfg.split not in ("train", "heldout"):
+        raise UserError(f"task.split must be train or heldout, got '{cfg.split}'")
+    if cfg.name in ("embedded", "embedded-code"):
+        problems = _embedded(cfg, world)
+    elif cfg.name in CODE_TASKS or (cfg.name == "jsonl" and _has_tests(cfg)):
+        problems = _load_code_task(cfg)
     else:
         problems = _load_file_task(cfg)
     if cfg.general:
@@ -168,19 +220,89 @@ def load_task(cfg: TaskConfig, world: Any = None) -> list[Problem]:
     return problems
 
 
+def _embedded(cfg: TaskConfig, world: Any) -> list[Problem]:
+    """The generated problems of an embedded world: arithmetic or code, whichever the task
+    names; a model built in the other world is refused."""
+    from r1lab.world.code import CodeWorldConfig, generate_code_problems
+    from r1lab.world.problems import WorldConfig, generate_problems
+
+    code = cfg.name == "embedded-code"
+    kind, other = (CodeWorldConfig, WorldConfig) if code else (WorldConfig, CodeWorldConfig)
+    if isinstance(world, other):
+        base = "r1lab pretrain" + (" kind=code" if code else "")
+        raise UserError(
+            f"task.name={cfg.name}: the model was built in the "
+            f"{'arithmetic' if code else 'code'} world; use a base from {base}"
+        )
+    generate = generate_code_problems if code else generate_problems
+    try:
+        problems = generate(
+            cfg.limit or 200, cfg.seed, cfg.split, world if isinstance(world, kind) else None
+        )
+    except ValueError as e:  # more problems than the split holds
+        raise UserError(f"task.limit={cfg.limit}: {e}") from None
+    for p in problems:
+        p.meta.setdefault("task", cfg.name)
+    return problems
+
+
+def _first_record(cfg: TaskConfig) -> dict[str, Any]:
+    if not cfg.path:
+        raise UserError("task.path is required for task jsonl (a .jsonl or .parquet file)")
+    first = read_records(find_data_file(cfg.path, cfg.data_dir))[:1]
+    return first[0] if first else {}
+
+
+def _has_tests(cfg: TaskConfig) -> bool:
+    """Whether a jsonl task is code: a tests field is named, or the first record has one."""
+    return bool(cfg.tests_field) or "tests" in _first_record(cfg)
+
+
+def _load_code_task(cfg: TaskConfig) -> list[Problem]:
+    """HumanEval, MBPP (its split) or a jsonl file of code problems, each with its tests."""
+    from r1lab.rewards.code import load_code_tasks
+
+    if cfg.name == "jsonl":
+        # the question is in question_field, else "question", else "prompt" (HumanEval's name)
+        question = cfg.question_field or (
+            "prompt" if "question" not in _first_record(cfg) else "question"
+        )
+        fields = {"prompt": question, "tests": cfg.tests_field or "tests"}
+        problems = load_code_tasks(find_data_file(cfg.path, cfg.data_dir), fields, kind="custom")
+        for p in problems:
+            p.meta["task"] = "jsonl"
+    else:
+        path = _data_file(cfg, _CODE_FILES[cfg.name])
+        problems = load_code_tasks(path, kind=cfg.name)
+        if cfg.name == "mbpp" and not cfg.path:
+            ids = _MBPP_SPLITS[cfg.split]
+            problems = [p for p in problems if int(p.id.split("/")[1]) in ids]
+    return [problems[i] for i in _sample(len(problems), cfg, cfg.path or cfg.name)]
+
+
+def _sample(count: int, cfg: TaskConfig, what: str) -> list[int]:
+    """The indices kept by ``task.limit``: at most that many, a seeded sample in file order;
+    all when the file holds fewer (and a line says so)."""
+    if cfg.limit > count:
+        print(f"task: {what} holds {count} problems, fewer than task.limit={cfg.limit}: all used")
+    if not cfg.limit or cfg.limit >= count:
+        return list(range(count))
+    return sorted(random.Random(cfg.seed).sample(range(count), cfg.limit))
+
+
 def _load_file_task(cfg: TaskConfig) -> list[Problem]:
     if cfg.name == "jsonl":
         if not cfg.path:
             raise UserError("task.path is required for task jsonl (a .jsonl or .parquet file)")
-        path, q_field, a_field, fmt = Path(cfg.path), "question", "answer", "plain"
+        path, q_field, a_field, fmt = (
+            find_data_file(cfg.path, cfg.data_dir),
+            "question",
+            "answer",
+            "plain",
+        )
     else:
         rel, q_field, a_field, fmt = _BUILTIN[cfg.name]
-        path = Path(cfg.path) if cfg.path else data_dir(cfg.data_dir) / rel
-        if not path.exists() and not cfg.path:
-            raise UserError(
-                f"{path}: {cfg.name} data not found (set task.data_dir or R1LAB_DATA_DIR "
-                f"to the folder holding {rel.split('/')[0]}/)"
-            )
+        path = _data_file(cfg, rel)
     q_field = cfg.question_field or q_field
     a_field = cfg.answer_field or a_field
     fmt = cfg.answer_format or fmt
@@ -190,15 +312,11 @@ def _load_file_task(cfg: TaskConfig) -> list[Problem]:
     rows = read_records(
         path, {"question": q_field, "answer": a_field}, required=["question", "answer"]
     )
-    if cfg.limit > len(rows):
-        raise UserError(
-            f"{path}: task.limit={cfg.limit} asks for more problems than the file's {len(rows)}"
-        )
-    keep = range(len(rows))
-    if cfg.limit and cfg.limit < len(rows):
-        keep = sorted(random.Random(cfg.seed).sample(range(len(rows)), cfg.limit))
+    keep = _sample(len(rows), cfg, str(path))
     prefix = path.stem if cfg.name == "jsonl" else cfg.name
-    line_of = _line_numbers(path, len(rows))
+    if cfg.name in _TRAIN_FILES and cfg.split == "train" and not cfg.path:
+        prefix += "-train"  # ids of the two sets never collide
+    line_of = line_numbers(path, len(rows))
     problems = []
     for i in keep:
         row = rows[i]
@@ -272,13 +390,14 @@ def _language(row: dict[str, Any]) -> str:
     return "zh" if _HAN.search(row["question"]) else "en"
 
 
-def _line_numbers(path: Path, count: int) -> list[int]:
+def line_numbers(path: Path, count: int) -> list[int]:
     """The line (JSONL) or row (Parquet) of each record, for messages that name file:line."""
     if path.suffix == ".parquet":
         return list(range(1, count + 1))
-    with open(path, encoding="utf-8") as f:
-        # blank lines are skipped exactly as read_records skips them
-        return [n for n, line in enumerate(f, 1) if line.strip()]
+    with open(path, "rb") as f:
+        # lines split at \n only and blank ones skipped, exactly as read_records reads them (a
+        # text-mode file splits at a lone \r too, which JSON allows between tokens)
+        return [n for n, raw in enumerate(f, 1) if raw.decode("utf-8", "replace").strip()]
 
 
 def prompt_template_for(
@@ -287,8 +406,15 @@ def prompt_template_for(
     """The template for ``problem``: the task's, plus the format instruction for outside tasks
     (in Chinese for a Chinese question). An ``auto`` instruction is ``model_prompt``'s (the
     prompt the model was trained with, :func:`r1lab.model_card.prompt_of`), else the default."""
-    if problem.meta.get("task", cfg.name) in ("embedded", "general"):  # the world's own prompts
-        return cfg.prompt_template
+    if problem.meta.get("task", cfg.name) in ("embedded", "embedded-code", "general"):
+        return cfg.prompt_template  # the worlds' own prompts, as the base was trained on them
+    if problem.meta.get("tests"):  # code: the program is the answer
+        code_instruction = CODE_INSTRUCTION if cfg.instruction == AUTO else cfg.instruction
+        return (
+            f"{cfg.prompt_template}\n\n{code_instruction}"
+            if code_instruction
+            else cfg.prompt_template
+        )
     zh = problem.meta.get("language") == "zh"
     instruction = cfg.instruction_zh if zh else cfg.instruction
     if instruction == AUTO:

@@ -79,6 +79,13 @@ class EvalConfig:
         "results JSON; the samples go to <name>.samples.jsonl beside it "
         "(empty: runs/eval/<run>-<step>-<task>.json, never another model's file)",
     )
+    predictions: str = option(
+        "",
+        "score responses from a JSONL file instead of sampling a model: one line per problem "
+        "with its id and responses (a list of texts) or response (one text); 'reference' "
+        "scores each problem's own reference (a code task's canonical program): a check of "
+        "the tests and the sandbox",
+    )
 
 
 def evaluate(
@@ -91,7 +98,8 @@ def evaluate(
 ) -> EvalResult:
     """Sample ``cfg.k`` responses per problem with ``engine`` (and decode it greedily, with
     ``cfg.greedy``) and score them; ``model_prompt`` is the prompt the model was trained with
-    (:func:`r1lab.model_card.prompt_of`), for tasks whose instruction is ``auto``."""
+    (:func:`r1lab.model_card.prompt_of`), for tasks whose instruction is ``auto``. With
+    ``progress`` a bar shows on a terminal (tqdm's ``disable=None``)."""
     from tqdm.auto import tqdm
 
     validate(cfg)
@@ -113,7 +121,7 @@ def evaluate(
     )
     argmax = SamplingParams(n=1, temperature=0.0, max_new_tokens=cfg.max_new_tokens, seed=0)
     starts = range(0, len(prompts), cfg.batch_size)
-    for start in tqdm(starts, desc="eval", unit="batch", disable=not progress):
+    for start in tqdm(starts, desc="eval", unit="batch", disable=None if progress else True):
         for completions in engine.generate(prompts[start : start + cfg.batch_size], sampled):
             texts.append([c.text for c in completions])
             tokens.append([len(c.token_ids) for c in completions])
@@ -123,7 +131,7 @@ def evaluate(
         # so that a long greedy response holds up few batches
         width = cfg.batch_size * cfg.k
         starts = range(0, len(prompts), width)
-        for start in tqdm(starts, desc="greedy", unit="batch", disable=not progress):
+        for start in tqdm(starts, desc="greedy", unit="batch", disable=None if progress else True):
             greedy += [g[0].text for g in engine.generate(prompts[start : start + width], argmax)]
     if cfg.greedy and not decode_greedily:
         greedy = [group[0] for group in texts]
@@ -133,6 +141,7 @@ def evaluate(
         num_tokens=tokens,
         finish_reasons=finishes,
         greedy=greedy if cfg.greedy else None,
+        progress=progress,
     )
 
 
@@ -198,6 +207,8 @@ def check_output(path: Path) -> None:
 def run_eval_stage(cfg: EvalConfig) -> dict[str, Any]:
     """Load the model folder, evaluate it on the task, print a table, write the results JSON and
     the per-problem samples (JSONL) beside it; returns what the JSON holds."""
+    if cfg.predictions:
+        return _score_file(cfg)
     if not cfg.model:
         raise UserError("no model to evaluate: give its folder with model=<path>")
     output = Path(cfg.output) if cfg.output else default_output(cfg)
@@ -249,6 +260,75 @@ def run_eval_stage(cfg: EvalConfig) -> dict[str, Any]:
     return out
 
 
+def _score_file(cfg: EvalConfig) -> dict[str, Any]:
+    """``r1lab eval predictions=FILE``: score a file's responses (or the references)."""
+    from r1lab.data.io import write_jsonl
+    from r1lab.runs import write_json_atomic
+
+    label = cfg.predictions
+    task = cfg.task.name + (f"-{cfg.task.split}" if cfg.task.split != "heldout" else "")
+    output = Path(cfg.output or f"runs/eval/{Path(label).stem}-{task}.json")
+    check_output(output)
+    if other := _results_of_another(output, label):
+        raise UserError(f"{output}: holds the results of {other}; choose another output=")
+    problems = load_task(cfg.task)
+    if cfg.predictions == "reference":
+        texts = [[reference_response(p)] for p in problems]
+    else:
+        problems, texts = _read_predictions(Path(cfg.predictions), problems)
+    started = time.time()
+    result = score_predictions(problems, texts, progress=True)
+    out = {
+        "model": label,
+        "task": cfg.task.name,
+        **result.to_dict(),
+        "seconds": round(time.time() - started, 1),
+        "config": to_dict(cfg),
+    }
+    output.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(output, out)
+    write_jsonl(output.with_name(output.stem + ".samples.jsonl"), result.records)
+    print(format_table(out))
+    print(f"results: {output}")
+    return out
+
+
+def reference_response(problem: Problem) -> str:
+    """A response that gives the problem's reference: its program (code) or its answer."""
+    if problem.meta.get("tests"):
+        return f"<think>reference</think>\n<answer>\n```python\n{problem.answer}\n```\n</answer>"
+    return f"<think>reference</think>\n<answer>{problem.answer}</answer>"
+
+
+def _read_predictions(path: Path, problems: list[Problem]) -> tuple[list[Problem], list[list[str]]]:
+    """The problems a predictions file answers, in the file's order, with their responses."""
+    from r1lab.data.io import read_records
+    from r1lab.data.tasks import line_numbers
+
+    by_id = {p.id: p for p in problems}
+    rows = read_records(path, required=["id"])
+    chosen, texts = [], []
+    for row, line in zip(rows, line_numbers(path, len(rows)), strict=True):
+        where = f"{path}:{line}"
+        problem = by_id.get(str(row["id"]))
+        if problem is None:
+            raise UserError(f"{where}: id {row['id']!r} is not a problem of this task")
+        responses = row.get("responses", [row["response"]] if "response" in row else None)
+        if (
+            not isinstance(responses, list)
+            or not responses
+            or not all(isinstance(r, str) for r in responses)
+        ):
+            raise UserError(
+                f"{where}: expected 'responses' (a non-empty list of texts) or 'response' (text)"
+            )
+        chosen.append(problem)
+        texts.append(responses)
+    if not chosen:
+        raise UserError(f"{path}: no predictions")
+    return chosen, texts
+
+
 def model_label(model: str) -> str:
     """A name for a model folder from its run and step: ``runs/zero/checkpoints/step-48`` ->
     ``zero-step-48``, ``runs/zero/final`` -> ``zero-final``, ``my/model`` -> ``my-model``."""
@@ -295,6 +375,10 @@ _LABELS = {
     "language_consistency": "language consistency",
     "mean_tokens": "mean length (tokens)",
     "truncation_rate": "truncated",
+    "verdict_passed": "programs passed",
+    "verdict_failed": "programs failed",
+    "verdict_timeout": "programs timed out",
+    "verdict_crashed": "programs crashed",
 }
 
 
@@ -329,4 +413,6 @@ def format_table(out: dict[str, Any]) -> str:
 def _fmt(metric: str, value: float | None) -> str:
     if value is None:
         return "-"
+    if metric.startswith("verdict_"):
+        return str(int(value))
     return f"{value:.1f}" if metric == "mean_tokens" else f"{value:.3f}"

@@ -44,6 +44,8 @@ def evaluate_general(
 
     if out.is_file():
         return json.loads(out.read_text(encoding="utf-8"))
+    from tqdm.auto import tqdm
+
     started = time.time()
     engine = TorchEngine(model.eval(), tokenizer)
     prompts = [
@@ -59,11 +61,15 @@ def evaluate_general(
     params = SamplingParams(n=1, temperature=0.0, max_new_tokens=max_new_tokens, seed=0)
     texts: list[str] = []
     tokens: list[int] = []
+    bar = tqdm(total=len(prompts), desc="general eval", unit="prompt", disable=None)
     with torch.no_grad():
         for start in range(0, len(prompts), batch_size):
             for group in engine.generate(prompts[start : start + batch_size], params):
                 texts.append(group[0].text)
                 tokens.append(len(group[0].token_ids))
+            bar.update(min(batch_size, len(prompts) - start))
+            bar.set_postfix(len=f"{sum(tokens) / max(len(tokens), 1):.0f}")
+    bar.close()
     scores = judge.score([(p.question, t) for p, t in zip(problems, texts, strict=True)])
     records = []
     for p, text, n, score in zip(problems, texts, tokens, scores, strict=True):

@@ -16,6 +16,11 @@ length, language and reflection.
 * **reflection_rate**: the share of samples whose chain of thought says ``Wait,`` or ``等等，``
   (the "aha" the report saw grow in R1-Zero).
 
+Code problems (``meta["tests"]``) are right when the program passes every test in the sandbox
+(:mod:`r1lab.eval.code`, which runs them; here they arrive as verdicts); their cons@k votes
+among the extracted programs, and the verdicts are counted (``verdict_passed``, ``_failed``,
+``_timeout``, ``_crashed``).
+
 Everything here works on text, so it scores predictions from any source, a model or a file.
 """
 
@@ -30,6 +35,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from r1lab.data.problem import Problem
+from r1lab.eval.code import verdict_counts, verdict_kind
 from r1lab.rewards.answer import check_math, extract_answer
 from r1lab.rewards.rules import LANGUAGES, format_ok, language_share, think_content
 
@@ -142,9 +148,15 @@ def score_problem(
     num_tokens: list[int] | None = None,
     finish_reasons: list[str] | None = None,
     greedy: str | None = None,
+    code: list[Any] | None = None,
+    greedy_code: Any = None,
 ) -> dict[str, Any]:
     """The record of one problem: each sample's answer and verdict, pass@1 and the vote, and
-    the greedy response's when given."""
+    the greedy response's when given. ``code`` (and ``greedy_code``) are the sandbox's
+    verdicts of a code problem's responses: they decide what is right, and the vote is
+    among the programs."""
+    from r1lab.rewards.code import extract_program
+
     verdicts: dict[str, bool] = {}  # k samples often repeat an answer; check each text once
 
     def correct(ans: str | None) -> bool:
@@ -157,14 +169,17 @@ def score_problem(
     language = problem.meta.get("language")
     samples = []
     for i, text in enumerate(texts):
-        ans = extract_answer(text)
+        ans = extract_program(text) if code is not None else extract_answer(text)
         sample: dict[str, Any] = {
             "text": text,
             "answer": ans,
-            "correct": correct(ans),
+            "correct": code[i].passed if code is not None else correct(ans),
             "format_ok": format_ok(text),
             "reflection": has_reflection(text),
         }
+        if code is not None:
+            sample["verdict"] = verdict_kind(code[i])
+            sample["reason"] = code[i].reason
         if language in LANGUAGES:
             sample["language_consistency"] = _language_consistency(text, language)
         if num_tokens is not None:
@@ -172,7 +187,15 @@ def score_problem(
         if finish_reasons is not None:
             sample["finish_reason"] = finish_reasons[i]
         samples.append(sample)
-    majority, votes = majority_vote([s["answer"] for s in samples])
+    if code is not None:  # programs vote as written; the winner's verdict is the vote's
+        programs = [s["answer"] for s in samples]
+        majority = max(
+            programs, key=lambda a: (programs.count(a), -programs.index(a)), default=None
+        )
+        votes = programs.count(majority) if majority is not None else 0
+        verdicts = {s["answer"]: s["correct"] for s in samples}
+    else:
+        majority, votes = majority_vote([s["answer"] for s in samples])
     record: dict[str, Any] = {
         "id": problem.id,
         "language": language,
@@ -185,7 +208,14 @@ def score_problem(
         "majority_correct": correct(majority),
         "samples": samples,
     }
-    if greedy is not None:
+    if greedy is not None and greedy_code is not None:
+        record["greedy"] = {
+            "text": greedy,
+            "answer": extract_program(greedy),
+            "correct": greedy_code.passed,
+            "verdict": verdict_kind(greedy_code),
+        }
+    elif greedy is not None:
         answer = extract_answer(greedy)
         record["greedy"] = {"text": greedy, "answer": answer, "correct": correct(answer)}
     return record
@@ -225,6 +255,8 @@ def aggregate(records: list[dict[str, Any]], k: int) -> dict[str, float]:
         out["mean_tokens"] = _mean([float(s["tokens"]) for s in samples])
     if samples and all("finish_reason" in s for s in samples):
         out["truncation_rate"] = _mean([float(s["finish_reason"] == "length") for s in samples])
+    if any("verdict" in s for s in samples):
+        out.update({f"verdict_{k}": n for k, n in verdict_counts(samples).items()})
     return out
 
 
@@ -234,17 +266,25 @@ def score_predictions(
     num_tokens: list[list[int]] | None = None,
     finish_reasons: list[list[str]] | None = None,
     greedy: Sequence[str] | None = None,
+    progress: bool = False,
 ) -> EvalResult:
     """Score ``predictions[i]`` (the k response texts for ``problems[i]``).
 
     ``num_tokens`` and ``finish_reasons`` (same shape), when given, add the mean response
     length and the truncation rate; ``greedy`` (one text per problem) adds greedy pass@1.
-    Per-language metrics are added when the problems are in more than one language.
+    Per-language metrics are added when the problems are in more than one language. The
+    programs of code problems run in the sandbox first (``progress``: with a bar).
     """
     if len(predictions) != len(problems):
         raise ValueError(f"{len(predictions)} prediction lists for {len(problems)} problems")
     if greedy is not None and len(greedy) != len(problems):
         raise ValueError(f"{len(greedy)} greedy responses for {len(problems)} problems")
+    code: list[Any] = [None] * len(problems)
+    greedy_code: list[Any] | None = None
+    if any(p.meta.get("tests") for p in problems):
+        from r1lab.eval.code import code_verdicts
+
+        code, greedy_code = code_verdicts(problems, predictions, greedy, progress)
     records = [
         score_problem(
             p,
@@ -252,6 +292,8 @@ def score_predictions(
             num_tokens[i] if num_tokens is not None else None,
             finish_reasons[i] if finish_reasons is not None else None,
             greedy[i] if greedy is not None else None,
+            code[i],
+            greedy_code[i] if greedy_code is not None else None,
         )
         for i, (p, texts) in enumerate(zip(problems, predictions, strict=True))
     ]

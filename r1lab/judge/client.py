@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,49 +99,66 @@ class Judge:
         """For each ``(question, reference, response)``: does the response reach the
         reference answer?"""
         requests = [prompts.correctness_messages(*item) for item in items]
-        return self._batch(requests, prompts.parse_verdict, seed=0)
+        return self._batch(requests, prompts.parse_verdict, seed=0, what="correct")
 
     def score(self, items: list[tuple[str, str]], seed: int = 0) -> list[float | None]:
         """A 1-10 helpfulness score for each ``(prompt, answer)``; another ``seed`` is another
         independent judgement of the same answer."""
         requests = [prompts.helpfulness_messages(*item) for item in items]
-        return self._batch(requests, prompts.parse_score, seed)
+        return self._batch(requests, prompts.parse_score, seed, what="score")
 
     def compare(
         self, items: list[tuple[str, str, str]], seed: int = 0
     ) -> list[tuple[float, float] | None]:
         """Scores ``(a, b)`` for each ``(prompt, answer_a, answer_b)``, in that order."""
         requests = [prompts.compare_messages(*item) for item in items]
-        return self._batch(requests, prompts.parse_pair, seed)
+        return self._batch(requests, prompts.parse_pair, seed, what="compare")
 
     def safe(self, items: list[tuple[str, str]], seed: int = 0) -> list[bool | None]:
         """For each ``(prompt, response)``: is the whole response, reasoning included, safe?
         Another ``seed`` is another independent verdict."""
         requests = [prompts.safety_messages(*item) for item in items]
-        return self._batch(requests, prompts.parse_safety, seed)
+        return self._batch(requests, prompts.parse_safety, seed, what="safe")
 
     def rewrite(self, items: list[tuple[str, str]]) -> list[str | None]:
         """A readable rewrite of each ``(question, response)``, same final answer."""
         requests = [prompts.rewrite_messages(*item) for item in items]
-        return self._batch(requests, prompts.parse_rewrite, seed=0)
+        return self._batch(requests, prompts.parse_rewrite, seed=0, what="rewrite")
 
     def answer(self, prompts_: list[str]) -> list[str | None]:
         """An assistant response to each general prompt (non-reasoning SFT data)."""
         requests = [prompts.answer_messages(p) for p in prompts_]
-        return self._batch(requests, prompts.parse_answer, seed=0)
+        return self._batch(requests, prompts.parse_answer, seed=0, what="answer")
 
     # -- machinery -------------------------------------------------------------------------
 
     def _batch(
-        self, requests: list[list[dict[str, str]]], parse: Callable[[str], T | None], seed: int
+        self,
+        requests: list[list[dict[str, str]]],
+        parse: Callable[[str], T | None],
+        seed: int,
+        what: str = "requests",
     ) -> list[T | None]:
         if not requests:
             return []
         if len(requests) == 1 or self.cfg.concurrency == 1:
-            return [self._ask(r, parse, seed) for r in requests]
+            return self._counted((self._ask(r, parse, seed) for r in requests), len(requests), what)
         workers = min(self.cfg.concurrency, len(requests))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="judge") as pool:
-            return list(pool.map(lambda r: self._ask(r, parse, seed), requests))
+            replies = pool.map(lambda r: self._ask(r, parse, seed), requests)
+            return self._counted(replies, len(requests), what)
+
+    def _counted(self, replies: Iterable[T], total: int, what: str) -> list[T]:
+        """The replies, in order, counted on a bar (on a terminal) with the failures so far."""
+        from tqdm.auto import tqdm
+
+        out = []
+        with tqdm(total=total, desc=f"judge: {what}", unit="req", leave=False, disable=None) as bar:
+            for reply in replies:
+                out.append(reply)
+                bar.update(1)
+                bar.set_postfix(cached=self.stats["cached"], failed=self.stats["failed"])
+        return out
 
     def _count(self, key: str) -> None:
         with self._lock:

@@ -13,14 +13,28 @@ import re
 
 from math_verify import parse, verify
 
-_ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
+_OPEN, _CLOSE = "<answer>", "</answer>"
 _GSM8K_GOLD = re.compile(r"####\s*(.+?)\s*$", re.DOTALL)
 
 
 def extract_answer(completion: str) -> str | None:
     """The content of the last ``<answer>…</answer>`` block, stripped; None when there is none."""
-    found = _ANSWER.findall(completion)
-    return found[-1].strip() if found else None
+    last = answer_block(completion)
+    return last.strip() if last is not None else None
+
+
+def answer_block(completion: str) -> str | None:
+    """The content of the last ``<answer>…</answer>`` block as written; None when there is none."""
+    # Blocks are matched left to right, each to the nearest "</answer>" (as a lazy regex
+    # would), in one pass: a regex scan restarts at every unclosed "<answer>" and so takes
+    # quadratic time on a response full of them.
+    last, pos = None, 0
+    while (start := completion.find(_OPEN, pos)) >= 0:
+        end = completion.find(_CLOSE, start + len(_OPEN))
+        if end < 0:
+            break
+        last, pos = completion[start + len(_OPEN) : end], end + len(_CLOSE)
+    return last
 
 
 def gsm8k_gold(solution: str) -> str:
@@ -38,7 +52,10 @@ _PLAIN = r"(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|\.\d+"
 _FRAC = r"\\[dt]?frac\{\d+\}\{\d+\}|\\[dt]?frac\d\d|\d+/\d+"
 _NUMBER = re.compile(rf"{_SIGN}(?:{_FRAC}|{_PLAIN})(?:\\?%)?")
 # A unit after the number: words of letters (dollars, cm, km/h, 元), nothing that hedges.
-_UNIT = re.compile(r"(?:\\text\{[^{}]*\}|\\mbox\{[^{}]*\}|[^\W\d_]+(?:/[^\W\d_]+)?|\s)+")
+# Each word is a maximal run of letters (the lookaheads), so that a run has one reading
+# only: "(?:[a-z]+)+" would try every split of a long word before failing (exponential).
+_WORD = r"[^\W\d_]+(?![^\W\d_])"
+_UNIT = re.compile(rf"(?:\\text\{{[^{{}}]*\}}|\\mbox\{{[^{{}}]*\}}|{_WORD}(?:/{_WORD})?|\s)+")
 _HEDGES = frozenset(
     [
         "or",
@@ -65,7 +82,6 @@ _HEDGES = frozenset(
 )
 _HEDGES_ZH = ("或", "大约", "约", "左右", "可能", "也许", "大概", "到", "至", "加", "减", "不")
 _WRAPPERS = (
-    (re.compile(r"^\$+(.*?)\$+$", re.DOTALL), 1),
     (re.compile(r"^\\\((.*)\\\)$", re.DOTALL), 1),
     (re.compile(r"^\\\[(.*)\\\]$", re.DOTALL), 1),
     (re.compile(r"^\\(?:boxed|fbox)\{(.*)\}$", re.DOTALL), 1),
@@ -81,6 +97,9 @@ def _unwrap(text: str) -> str:
     while changed:
         changed = False
         text = text.strip().rstrip("。.").strip()
+        # $…$ and $$…$$ (by hand: the regex "^\$+(.*?)\$+$" is cubic in a run of "$")
+        if len(text) >= 2 and text[0] == "$" and text[-1] == "$":
+            text, changed = text.strip("$"), True
         for pattern, group in _WRAPPERS:
             m = pattern.match(text)
             if m:

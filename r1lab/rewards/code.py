@@ -27,6 +27,7 @@ from r1lab.config import option
 from r1lab.data.io import read_records
 from r1lab.data.problem import Problem
 from r1lab.errors import UserError
+from r1lab.rewards.answer import answer_block
 from r1lab.rewards.base import Sample, reward
 from r1lab.rewards.sandbox import Limits, Sandbox, SandboxPool, Verdict
 
@@ -96,7 +97,6 @@ def default_pool() -> SandboxPool:
 
 # --- programs from completions ----------------------------------------------------------------
 
-_ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
 _THINK = re.compile(r"<think>.*?(</think>|\Z)", re.DOTALL)
 _FENCE = re.compile(r"```[ \t]*([\w+-]*)[^\n]*\n(.*?)```", re.DOTALL)
 
@@ -108,8 +108,8 @@ def extract_program(completion: str) -> str:
     its ``<think>`` block. The code is that text's last fenced block (the last one tagged
     ``python`` or ``py`` when there is one), or else the whole text.
     """
-    found = _ANSWER.findall(completion)
-    text = found[-1] if found else _THINK.sub("", completion)
+    found = answer_block(completion)
+    text = found if found is not None else _THINK.sub("", completion)
     blocks = _FENCE.findall(text)
     if blocks:
         tagged = [code for lang, code in blocks if lang.lower() in ("python", "py", "python3")]
@@ -157,18 +157,18 @@ def run_sample(sample: Sample, pool: SandboxPool | None = None) -> Verdict | Non
     return futures[0].result() if futures[0] is not None else None
 
 
+def submit_completion(pool: SandboxPool, completion: str, meta: Mapping[str, Any]) -> Any:
+    """Start running the program of ``completion`` against ``meta["tests"]``: a future of its
+    :class:`~r1lab.rewards.sandbox.Verdict`, or None for a problem without tests."""
+    tests = meta.get("tests")
+    if not tests:
+        return None
+    program = build_program(extract_program(completion), meta)
+    return pool.submit(program, tests, meta.get("setup") or "", meta.get("entry_point"))
+
+
 def _submit(samples: Sequence[Sample], pool: SandboxPool) -> list[Any]:
-    futures = []
-    for s in samples:
-        tests = s.meta.get("tests")
-        if not tests:
-            futures.append(None)
-            continue
-        program = build_program(extract_program(s.completion), s.meta)
-        futures.append(
-            pool.submit(program, tests, s.meta.get("setup") or "", s.meta.get("entry_point"))
-        )
-    return futures
+    return [submit_completion(pool, s.completion, s.meta) for s in samples]
 
 
 def _scores(samples: list[Sample], partial: bool) -> list[float]:
@@ -205,44 +205,68 @@ def code_partial(samples: list[Sample]) -> list[float]:
 # --- tasks ------------------------------------------------------------------------------------
 
 
+CODE_FORMATS = ("humaneval", "mbpp", "custom")
+
+
 def load_code_tasks(
     path: str | Path,
     fields: Mapping[str, str] | None = None,
     challenge_tests: bool = False,
+    kind: str | None = None,
+    shown_tests: int = 1,
 ) -> list[Problem]:
     """Code problems from HumanEval, MBPP or a JSONL/Parquet file of your own.
 
-    The format is recognised by its fields: HumanEval (``task_id``, ``prompt``,
-    ``entry_point``, ``canonical_solution``, ``test``), MBPP (``text``, ``code``,
-    ``test_list``; ``challenge_tests`` adds ``challenge_test_list``), or any file with
-    ``prompt`` and ``tests`` (after renaming by ``fields``, ours -> theirs): ``tests`` is a
-    list of test snippets (``assert f(1) == 2``) or one source string defining
-    ``check(candidate)``, which needs ``entry_point``. Optional there: ``id``, ``setup``,
-    ``entry_point``, ``prefix``, ``solution`` (a reference program) and ``language``.
+    ``kind`` (:data:`CODE_FORMATS`) says which; None recognises it by the first record's
+    fields: HumanEval (``task_id``, ``prompt``, ``entry_point``, ``canonical_solution``,
+    ``test``), MBPP (``text``, ``code``, ``test_list``; ``challenge_tests`` adds
+    ``challenge_test_list``), or any file with ``prompt`` and ``tests`` (after renaming by
+    ``fields``, ours -> theirs): ``tests`` is a list of test snippets (``assert f(1) == 2``)
+    or one source string defining ``check(candidate)``, which needs ``entry_point``. Optional
+    there: ``id``, ``setup``, ``entry_point``, ``prefix``, ``solution`` (a reference program)
+    and ``language``. A record without tests, or with an empty list, is an error naming the
+    file and line.
+
+    MBPP's prompt shows ``shown_tests`` of its tests (the first; it fixes the function's name
+    and call) while the reward runs all of them, so writing out the shown asserts does not pass.
     """
+    from r1lab.data.tasks import line_numbers
+
     records = read_records(path, fields)
     if not records:
         raise UserError(f"{path}: no records")
     keys = set(records[0])
-    if {"prompt", "entry_point", "test", "canonical_solution"} <= keys:
+    if kind is None:
+        if {"prompt", "entry_point", "test", "canonical_solution"} <= keys:
+            kind = "humaneval"
+        elif {"text", "test_list"} <= keys:
+            kind = "mbpp"
+        elif {"prompt", "tests"} <= keys:
+            kind = "custom"
+        else:
+            raise UserError(
+                f"{path}: not a code task file: expected HumanEval fields (prompt, entry_point, "
+                f"test), MBPP fields (text, test_list) or 'prompt' and 'tests' (found: "
+                f"{', '.join(sorted(keys))})"
+            )
+    lines = line_numbers(Path(path), len(records))
+    if kind == "humaneval":
+        rows = read_records(path, fields, ("prompt", "entry_point", "test"))
+        return [_humaneval(r, f"{path}:{n}") for r, n in zip(rows, lines, strict=True)]
+    if kind == "mbpp":
+        rows = read_records(path, fields, ("text", "test_list"))
         return [
-            _humaneval(r) for r in read_records(path, fields, ("prompt", "entry_point", "test"))
+            _mbpp(r, challenge_tests, shown_tests, f"{path}:{n}")
+            for r, n in zip(rows, lines, strict=True)
         ]
-    if {"text", "test_list"} <= keys:
-        return [
-            _mbpp(r, challenge_tests) for r in read_records(path, fields, ("text", "test_list"))
-        ]
-    if {"prompt", "tests"} <= keys:
-        rows = read_records(path, fields, ("prompt", "tests"))
-        return [_custom(r, path, i) for i, r in enumerate(rows)]
-    raise UserError(
-        f"{path}: not a code task file: expected HumanEval fields (prompt, entry_point, test), "
-        f"MBPP fields (text, test_list) or 'prompt' and 'tests' (found: {', '.join(sorted(keys))})"
-    )
+    rows = read_records(path, fields, ("prompt", "tests"))
+    return [_custom(r, f"{path}:{n}", i) for i, (r, n) in enumerate(zip(rows, lines, strict=True))]
 
 
-def _humaneval(r: dict[str, Any]) -> Problem:
+def _humaneval(r: dict[str, Any], where: str) -> Problem:
     prompt, entry = r["prompt"], r["entry_point"]
+    if not isinstance(r["test"], str) or "def check(" not in r["test"]:
+        raise UserError(f"{where}: field 'test' must be source defining check(candidate)")
     question = f"{HUMANEVAL_INSTRUCTION}\n\n```python\n{prompt}```"
     reference = prompt + r.get("canonical_solution", "")
     meta = {
@@ -261,11 +285,15 @@ def _humaneval(r: dict[str, Any]) -> Problem:
 _CALL = re.compile(r"assert\s+(?:not\s+)?\(?\s*(?:[\w.]+\()*?([A-Za-z_]\w*)\s*\(")
 
 
-def _mbpp(r: dict[str, Any], challenge: bool) -> Problem:
-    tests = list(r["test_list"]) + (list(r.get("challenge_test_list") or []) if challenge else [])
+def _mbpp(r: dict[str, Any], challenge: bool, shown: int, where: str) -> Problem:
+    listed = tests_from_field(r["test_list"], None, where, "test_list")
+    tests = listed + (list(r.get("challenge_test_list") or []) if challenge else [])
     tests = [t.replace("\r\n", "\n") for t in tests]
     reference = (r.get("code") or "").replace("\r\n", "\n")
-    question = f"{r['text']}\nYour code should pass these tests:\n\n" + "\n".join(r["test_list"])
+    question = r["text"]
+    if shown:
+        label = "this test" if shown == 1 else "these tests"
+        question += f"\nYour code should pass {label}, among others:\n\n" + "\n".join(tests[:shown])
     meta = {
         "task": "mbpp",
         "family": "code",
@@ -295,11 +323,16 @@ def _function_name(reference: str, tests: list[str]) -> str | None:
     return m.group(1) if m else None
 
 
-def tests_from_field(tests: Any, entry_point: str | None, where: str) -> list[str]:
+def tests_from_field(
+    tests: Any, entry_point: str | None, where: str, field: str = "tests"
+) -> list[str]:
     """A task's ``tests`` field as a list of tests: a list of snippets is kept; a string
     defining ``check(candidate)`` becomes one test that calls it on ``entry_point``; any
-    other string is one test. ``where`` (``file:line``) goes into the error message."""
+    other non-blank string is one test. ``where`` (``file:line``) and ``field`` go into the
+    error message."""
     if isinstance(tests, str):
+        if not tests.strip():
+            raise UserError(f"{where}: field '{field}' is empty: a code problem needs tests")
         if "def check(" not in tests:
             return [tests]
         if not entry_point:
@@ -308,19 +341,21 @@ def tests_from_field(tests: Any, entry_point: str | None, where: str) -> list[st
                 "the function to check"
             )
         return [f"{tests}\n\ncheck({entry_point})\n"]
-    if not isinstance(tests, list) or not tests or not all(isinstance(t, str) for t in tests):
-        raise UserError(f"{where}: 'tests' must be a non-empty list of strings or a string")
+    if isinstance(tests, list) and not tests:
+        raise UserError(f"{where}: field '{field}' is an empty list: a code problem needs tests")
+    if not isinstance(tests, list) or not all(isinstance(t, str) and t.strip() for t in tests):
+        raise UserError(f"{where}: field '{field}' must be a list of test snippets or a string")
     return tests
 
 
-def _custom(r: dict[str, Any], path: str | Path, index: int) -> Problem:
+def _custom(r: dict[str, Any], where: str, index: int) -> Problem:
     entry = r.get("entry_point")
     reference = r.get("solution") or r.get("reference") or ""
     meta = {
         "task": r.get("task", "code"),
         "family": "code",
         "language": r.get("language", "en"),
-        "tests": tests_from_field(r["tests"], entry, f"{path}: record {index + 1}"),
+        "tests": tests_from_field(r["tests"], entry, where),
         "setup": r.get("setup") or "",
         "prefix": r.get("prefix") or "",
         "entry_point": entry,

@@ -17,6 +17,7 @@ __all__ = [
     "RewardsConfig",
     "active_rewards",
     "check_rewards",
+    "check_rewards_fit",
     "in_span",
     "schedule_range",
     "span_steps",
@@ -161,3 +162,18 @@ def check_rewards(cfg: RewardsConfig, check_models: bool = True) -> None:
     for name in [*cfg.weights, *cfg.metrics]:
         if name not in cfg.models:
             get_reward(name)
+
+
+CODE_REWARDS = ("code", "code_partial")
+
+
+def check_rewards_fit(cfg: RewardsConfig, problems: list) -> None:
+    """Refuse a code reward on a task without tests: it would score every sample 0 and teach
+    nothing, silently."""
+    for name in CODE_REWARDS:
+        if cfg.weights.get(name) and not any(p.meta.get("tests") for p in problems):
+            raise UserError(
+                f"rewards.weights.{name}: no problem of this task has tests, so the {name} "
+                "reward would score every sample 0; use a code task (task.name=humaneval, "
+                "mbpp, embedded-code, or jsonl with a tests field)"
+            )

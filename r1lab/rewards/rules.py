@@ -55,11 +55,25 @@ def format_reward(samples: list[Sample]) -> list[float]:
 
 @reward("accuracy")
 def accuracy(samples: list[Sample]) -> list[float]:
-    """1.0 when the last ``<answer>…</answer>`` block equals ``meta["answer"]`` by math-verify.
+    """The report's accuracy reward (notes §3.1): for math, 1.0 when the last
+    ``<answer>…</answer>`` block equals ``meta["answer"]`` by math-verify; for code (a
+    problem with ``meta["tests"]``), 1.0 when the program passes every test in the sandbox
+    (the ``code`` reward).
 
     0.0 for a wrong, missing or unparsable answer, and for samples without a gold answer
     (prompts of other tasks in a mixed batch).
     """
+    code_rows = [i for i, s in enumerate(samples) if s.meta.get("tests")]
+    out = _math_accuracy([s for s in samples if not s.meta.get("tests")])
+    if code_rows:
+        from r1lab.rewards.code import code  # lazy: math runs never start a sandbox
+
+        for i, score in zip(code_rows, code([samples[i] for i in code_rows]), strict=True):
+            out.insert(i, score)
+    return out
+
+
+def _math_accuracy(samples: list[Sample]) -> list[float]:
     # math-verify bounds parsing with SIGALRM, which only the main thread may set; elsewhere
     # check_math would swallow the error and score every answer 0. Off the main thread the
     # caller must bound the time (RewardPool runs this in worker processes for that reason).

@@ -186,7 +186,8 @@ def run_distill(cfg: DistillConfig, resume: bool = False) -> dict[str, Any]:
     if not data["examples"]:
         raise UserError(f"distill: no teacher trace passed the filters ({data['funnel']})")
     sft_run = RunConfig(name="sft", output_dir=str(out), seed=cfg.run.seed,
-                        save_every=cfg.run.save_every)  # fmt: skip
+                        save_every=cfg.run.save_every, trackers=cfg.run.trackers,
+                        project=cfg.run.project)  # fmt: skip
     sft_stage = SFTStageConfig(model=str(student_dir), data=SFTDataConfig(path=str(out / "sft.jsonl")),
                                sft=cfg.sft, run=sft_run)  # fmt: skip
     sft, sft_seconds = _timed(
@@ -200,7 +201,8 @@ def run_distill(cfg: DistillConfig, resume: bool = False) -> dict[str, Any]:
         rl_cfg = replace(
             rl_cfg, model=str(student_dir), grpo=replace(cfg.rl, max_minutes=budget / 60),
             run=RunConfig(name="rl", output_dir=str(out), seed=cfg.run.seed,
-                          save_every=cfg.run.save_every),
+                          save_every=cfg.run.save_every, trackers=cfg.run.trackers,
+                          project=cfg.run.project),
         )  # fmt: skip
         rl, _ = _timed(out / "rl_time.json",
                        lambda: run_grpo_stage(rl_cfg, resume=(out / "rl").exists()))  # fmt: skip

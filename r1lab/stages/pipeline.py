@@ -42,6 +42,7 @@ from typing import Any
 from r1lab.config import at_least, option, section, to_dict
 from r1lab.data.tasks import TaskConfig
 from r1lab.errors import UserError
+from r1lab.eval.heldout import HeldoutConfig
 from r1lab.judge.client import JudgeConfig
 from r1lab.judge.oracle import OracleConfig
 from r1lab.rewards.config import RewardsConfig
@@ -51,6 +52,7 @@ from r1lab.stages.distill import DEFAULT_STUDENT, DistillConfig
 from r1lab.stages.prefs import PrefsConfig
 from r1lab.stages.sample import SampleConfig
 from r1lab.stages.zero import ZeroConfig
+from r1lab.tracking.trackers import tracker_names
 from r1lab.training.grpo_config import GRPOConfig
 from r1lab.training.losses import GRPOLossConfig
 from r1lab.training.rm import RMTrainConfig
@@ -66,6 +68,7 @@ EVALUATED = {"zero": ("base", "R1-Zero"), "stage-a": ("Dev-1",), "stage-b": ("De
              "stage-c": ("Dev-3",), "stage-d": ("R1",)}  # fmt: skip
 # The reward models of stage D, by reward name.
 REWARD_MODELS = {"helpfulness": "rm-helpfulness", "safety": "rm-safety"}
+NO_HELDOUT = HeldoutConfig(problems=0)  # GRPO stages: the pipeline evaluates each model itself
 
 
 @dataclass
@@ -133,6 +136,12 @@ class PipelineConfig:
         check=at_least(1),
     )
     seed: int = option(0, "seed of every stage")
+    trackers: list[str] = option(
+        [],
+        "trackers every stage's metrics lines also go to, as a stage's run.trackers",
+        check=tracker_names(),
+    )
+    project: str = option("r1lab", "the wandb / trackio project of the stages' runs")
     zero: ZeroConfig = section(ZeroConfig)
     # A cold start small next to the RL that follows, as in the report (thousands of traces
     # before 10k RL steps): about 240 traces from 288 prompts, 3 epochs
@@ -169,7 +178,10 @@ class _State:
 
 
 def _run_cfg(cfg: PipelineConfig, stage: str, save_every: int = 0) -> RunConfig:
-    return RunConfig(name=stage, output_dir=cfg.output_dir, seed=cfg.seed, save_every=save_every)
+    return RunConfig(
+        name=stage, output_dir=cfg.output_dir, seed=cfg.seed, save_every=save_every,
+        trackers=cfg.trackers, project=cfg.project,
+    )  # fmt: skip
 
 
 def _resume(cfg: PipelineConfig, stage: str) -> bool:
@@ -218,7 +230,7 @@ def _run(cfg: PipelineConfig, stage: str, done: dict[str, Any]) -> dict[str, Any
         b = cfg.stage_b
         gcfg = GRPOStageConfig(
             model=done["stage-a"]["model"], task=b.task, grpo=b.grpo, loss=b.loss,
-            rewards=b.rewards, run=_run_cfg(cfg, stage, cfg.save_every),
+            rewards=b.rewards, heldout=NO_HELDOUT, run=_run_cfg(cfg, stage, cfg.save_every),
         )  # fmt: skip
         return run_grpo_stage(gcfg, resume=_resume(cfg, stage))
     if stage == "sample":
@@ -281,7 +293,8 @@ def _stage_d(cfg: PipelineConfig, done: dict[str, Any]) -> Any:
     start = done.get("stage-c", {}).get("model", str(out / "stage-c" / "final"))
     return GRPOStageConfig(
         model=start, task=d.task, grpo=d.grpo, loss=d.loss,
-        rewards=replace(d.rewards, models=models), run=_run_cfg(cfg, "stage-d", cfg.save_every),
+        rewards=replace(d.rewards, models=models), heldout=NO_HELDOUT,
+        run=_run_cfg(cfg, "stage-d", cfg.save_every),
     )  # fmt: skip
 
 
@@ -359,11 +372,17 @@ def run_pipeline(cfg: PipelineConfig, resume: bool = True) -> dict[str, Any]:
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     state = _State(out / "pipeline.json")
-    for stage in stages:
+    began = time.time()
+    # each stage shows its own bars (training steps, sampling, judging); this line says
+    # where in the recipe it is, as a bar over stages of such different lengths could not
+    for i, stage in enumerate(stages, 1):
         if stage in state.done:
             print(f"pipeline: {stage} is done ({out / stage}); skipped")
             continue
-        print(f"pipeline: {stage} -> {out / stage}")
+        print(
+            f"pipeline: {stage} -> {out / stage} (stage {i} of {len(stages)}, "
+            f"{(time.time() - began) / 60:.1f} min in)"
+        )
         started = time.time()
         summary = _run(cfg, stage, state.done)
         result = {

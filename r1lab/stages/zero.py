@@ -23,6 +23,7 @@ from r1lab.config import option, section, to_dict
 from r1lab.data.tasks import TaskConfig
 from r1lab.errors import UserError
 from r1lab.eval.evaluate import EvalConfig
+from r1lab.eval.heldout import compare_table, headline
 from r1lab.rewards.config import RewardsConfig
 from r1lab.runs import Run, RunConfig
 from r1lab.stages.pretrain import PretrainStageConfig
@@ -120,40 +121,6 @@ def _evaluate(
     return record
 
 
-_COMPARED = (
-    ("greedy_pass@1", "greedy pass@1 (T=0)"),
-    ("pass@1", "pass@1 (T, mean of k)"),
-    ("pass@4", "pass@4"),
-    ("pass@16", "pass@16"),
-    ("cons@16", "cons@16"),
-    ("cons@4", "cons@4"),
-    ("reflection_rate", "reflection share"),
-    ("format_rate", "format rate"),
-    ("language_consistency", "language consistency"),
-    ("mean_tokens", "mean length (tokens)"),
-    ("truncation_rate", "truncated"),
-)
-
-
-_HEADLINE = ("greedy_pass@1", "pass@1", "pass@16", "cons@16")
-
-
-def compare_table(base: dict[str, float], final: dict[str, float]) -> str:
-    """Base and final metrics side by side, with the change ("-" where one side lacks the
-    metric: the final model's fewer samples give no pass@16)."""
-    rows = [f"| {'metric':<24} | {'base':>8} | {'final':>8} | {'change':>8} |"]
-    rows.append(f"|{'-' * 26}|{'-' * 9}:|{'-' * 9}:|{'-' * 9}:|")
-    for key, label in _COMPARED:
-        if key not in base and key not in final:
-            continue
-        b, f = base.get(key), final.get(key)
-        fmt = "{:.1f}" if key == "mean_tokens" else "{:.3f}"
-        cells = [fmt.format(v) if v is not None else "-" for v in (b, f)]
-        change = "-" if b is None or f is None else ("+" if f >= b else "") + fmt.format(f - b)
-        rows.append(f"| {label:<24} | {cells[0]:>8} | {cells[1]:>8} | {change:>8} |")
-    return "\n".join(rows)
-
-
 def run_zero(cfg: ZeroConfig, resume: bool = False) -> dict[str, Any]:
     """Run the R1-Zero path end to end; returns the summary (also ``summary.json``)."""
     from r1lab.data.tasks import load_task
@@ -195,16 +162,7 @@ def run_zero(cfg: ZeroConfig, resume: bool = False) -> dict[str, Any]:
     table = compare_table(b, f)
     summary = {
         "stage": "zero",
-        **{
-            f"{who}_{key}": m[key]
-            for key in _HEADLINE
-            for who, m in (("base", b), ("final", f))
-            if key in m
-        },
-        **{f"gain_{key}": round(f[key] - b[key], 3) for key in _HEADLINE if key in b and key in f},
-        "heldout_problems": b["problems"],
-        "base": {k: b[k] for k, _ in _COMPARED if k in b},
-        "final": {k: f[k] for k, _ in _COMPARED if k in f},
+        **headline(b, f),
         "base_model": str(base),
         "model": str(final),
         "grpo": train,

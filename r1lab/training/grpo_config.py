@@ -8,9 +8,12 @@ from dataclasses import dataclass
 from r1lab.config import a_device, at_least, in_range, one_of, option, positive, section, validate
 from r1lab.data.tasks import TaskConfig, check_training_task
 from r1lab.errors import UserError
+from r1lab.eval.heldout import HeldoutConfig
 from r1lab.rewards.config import RewardsConfig, check_rewards
 from r1lab.runs import RunConfig
 from r1lab.training.losses import GRPOLossConfig
+
+AUTO_MODEL = "auto"  # the task's embedded base (see GRPOStageConfig.model)
 
 __all__ = ["GRPOConfig", "GRPOStageConfig", "check_config", "check_stage", "max_new_tokens_at"]
 
@@ -151,12 +154,18 @@ class GRPOConfig:
 class GRPOStageConfig:
     """``r1lab grpo``: reinforce a model on a task's verifiable problems."""
 
-    model: str = option("runs/pretrain/final", "model folder to start from (Hugging Face format)")
+    model: str = option(
+        AUTO_MODEL,
+        "model folder to start from (Hugging Face format); auto: the embedded base of the "
+        "task, runs/pretrain-code/final for embedded-code, else runs/pretrain/final, built "
+        "with r1lab pretrain (default settings) when missing",
+    )
     tokenizer: str = option("", "tokenizer folder (empty: the model folder)")
     task: TaskConfig = section(TaskConfig, split="train", limit=4096)
     grpo: GRPOConfig = section(GRPOConfig)
     loss: GRPOLossConfig = section(GRPOLossConfig)
     rewards: RewardsConfig = section(RewardsConfig)
+    heldout: HeldoutConfig = section(HeldoutConfig)
     run: RunConfig = section(RunConfig)
 
 

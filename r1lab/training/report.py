@@ -6,11 +6,12 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from r1lab.runs import Run
+if TYPE_CHECKING:  # a type only: r1lab report plots without importing torch
+    from r1lab.runs import Run
 
-__all__ = ["GRPO_PANELS", "Panel", "plot_metrics", "write_report"]
+__all__ = ["GRPO_PANELS", "Panel", "format_value", "moving_average", "plot_metrics", "write_report"]
 
 # (file stem, title, metric keys; a key ending in "/" takes every metric with that prefix)
 Panel = tuple[str, str, Sequence[str]]
@@ -45,6 +46,14 @@ def _keys(metrics: list[dict[str, Any]], wanted: Sequence[str]) -> list[str]:
     return out
 
 
+def moving_average(ys: Sequence[float], window: int) -> list[float]:
+    """The mean of each value and the ``window - 1`` before it (fewer at the start)."""
+    return [
+        sum(ys[max(0, i - window + 1) : i + 1]) / len(ys[max(0, i - window + 1) : i + 1])
+        for i in range(len(ys))
+    ]
+
+
 def plot_metrics(
     metrics: list[dict[str, Any]], folder: Path, panels: Sequence[Panel]
 ) -> list[tuple[str, Path]]:
@@ -72,11 +81,7 @@ def plot_metrics(
             xs, ys = zip(*pts, strict=True)
             (line,) = ax.plot(xs, ys, alpha=0.3 if window > 1 else 1.0, linewidth=1)
             if window > 1:
-                smooth = [
-                    sum(ys[max(0, i - window + 1) : i + 1])
-                    / len(ys[max(0, i - window + 1) : i + 1])
-                    for i in range(len(ys))
-                ]
+                smooth = moving_average(ys, window)
                 ax.plot(xs, smooth, color=line.get_color(), linewidth=1.8, label=key)
             else:
                 line.set_label(key)
@@ -104,7 +109,8 @@ def _flat(d: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
     return rows
 
 
-def _fmt(v: Any) -> str:
+def format_value(v: Any) -> str:
+    """A table cell: floats to 4 significant digits."""
     if isinstance(v, float):
         return f"{v:.4g}"
     return str(v)
@@ -123,7 +129,7 @@ def write_report(
     lines = [f"# {title}", "", f"Run folder: `{run.path}`", ""]
     lines += list(sections)
     lines += ["## Summary", "", "| key | value |", "|---|---|"]
-    lines += [f"| {k} | {_fmt(v)} |" for k, v in _flat(summary)]
+    lines += [f"| {k} | {format_value(v)} |" for k, v in _flat(summary)]
     lines += ["", "## Metrics over steps", ""]
     for t, path in plots:
         lines += [f"### {t}", "", f"![{t}]({path.relative_to(run.path).as_posix()})", ""]

@@ -138,7 +138,11 @@ class SFTConfig:
 class SFTDataConfig:
     """Where the examples come from."""
 
-    path: str = option("", "JSONL or Parquet file of examples")
+    path: str = option(
+        "",
+        "JSONL or Parquet file of examples; a relative path not found here is looked up "
+        "among the packaged benchmarks (gsm8k/train.jsonl)",
+    )
     format: str = option(
         "chat",
         "chat: records with prompt and response; text: records with text (pretraining)",
@@ -397,6 +401,7 @@ def train_sft(
 def run_sft_stage(cfg: SFTStageConfig, resume: bool = False) -> dict[str, Any]:
     """Load the model and data, train, save ``runs/<name>/final``; returns the summary."""
     from r1lab.data.io import read_records
+    from r1lab.data.tasks import find_data_file
     from r1lab.models import load_model, load_tokenizer
     from r1lab.runs import save_model_atomic, seed_everything
 
@@ -405,7 +410,7 @@ def run_sft_stage(cfg: SFTStageConfig, resume: bool = False) -> dict[str, Any]:
     required = {"chat": ("prompt", "response"), "text": ("text",)}.get(cfg.data.format)
     if required is None:
         raise UserError(f"data.format must be chat or text, got '{cfg.data.format}'")
-    examples = read_records(cfg.data.path, cfg.data.fields, required)
+    examples = read_records(find_data_file(cfg.data.path), cfg.data.fields, required)
     if cfg.data.limit > 0:
         examples = examples[: cfg.data.limit]
     examples = [{k: ex[k] for k in required} for ex in examples]

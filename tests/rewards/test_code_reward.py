@@ -6,10 +6,10 @@ import ast
 import json
 import shutil
 import warnings
-from pathlib import Path
 
 import pytest
 
+from r1lab.data.tasks import data_dir
 from r1lab.errors import UserError
 from r1lab.rewards.base import Sample, get_reward
 from r1lab.rewards.code import (
@@ -22,14 +22,13 @@ from r1lab.rewards.code import (
     run_sample,
 )
 
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
+DATA = data_dir()  # the copies shipped in the package
 HUMANEVAL = DATA / "humaneval" / "HumanEval.jsonl"
 MBPP = DATA / "mbpp" / "mbpp.jsonl"
 
 needs_bwrap = pytest.mark.skipif(
     shutil.which("bwrap") is None, reason="bubblewrap (bwrap) is not installed"
 )
-needs_data = pytest.mark.skipif(not HUMANEVAL.exists(), reason="../shared/data is not here")
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -86,7 +85,6 @@ def test_build_program_continues_a_prefix_or_replaces_its_stub():
 # --- tasks ---------------------------------------------------------------------------------
 
 
-@needs_data
 def test_load_humaneval_and_mbpp():
     he = load_code_tasks(HUMANEVAL)
     assert len(he) == 164 and he[0].id == "HumanEval/0"
@@ -120,7 +118,7 @@ def test_load_custom_jsonl_and_reject_unknown_files(tmp_path):
     assert tasks[1].meta["tests"][0].endswith("check(dec)\n")
 
     path.write_text(json.dumps({"prompt": "p", "tests": "def check(c):\n    pass\n"}) + "\n")
-    with pytest.raises(UserError, match="record 1.*entry point"):
+    with pytest.raises(UserError, match=r"tasks\.jsonl:1: .*entry point"):
         load_code_tasks(path)
     path.write_text(json.dumps({"question": "q", "answer": "1"}) + "\n")
     with pytest.raises(UserError, match="not a code task file"):
@@ -131,7 +129,6 @@ def test_load_custom_jsonl_and_reject_unknown_files(tmp_path):
 
 
 @needs_bwrap
-@needs_data
 def test_reward_on_humaneval_and_mbpp_samples():
     he = load_code_tasks(HUMANEVAL)[:4]
     mbpp = load_code_tasks(MBPP)[10:14]
@@ -164,7 +161,6 @@ def test_partial_reward_is_the_share_of_tests_passed():
 
 
 @needs_bwrap
-@needs_data
 @pytest.mark.slow
 def test_all_canonical_solutions_pass_and_wrong_ones_do_not():
     pool = default_pool()
