@@ -108,12 +108,16 @@ def response_logprobs(
 class ReferencePolicy:
     """A frozen copy of the policy that scores rollouts for the KL term."""
 
-    def __init__(self, model: torch.nn.Module):
+    def __init__(self, model: torch.nn.Module, dtype: torch.dtype | None = None):
+        """A copy of ``model``, stored in ``dtype`` (default: the model's own)."""
         self.model = copy.deepcopy(model).eval()
+        if dtype is not None:
+            self.model.to(dtype)
         self.model.requires_grad_(False)
 
     def reset(self, model: torch.nn.Module) -> None:
-        """Become a copy of ``model``'s current weights (R1-Zero does this every 400 steps)."""
+        """Become a copy of ``model``'s current weights (R1-Zero does this every 400 steps),
+        cast to the reference's storage dtype."""
         self.model.load_state_dict(model.state_dict())
 
     def state_dict(self) -> dict[str, Tensor]:

@@ -44,3 +44,8 @@ class RolloutEngine(Protocol):
     def update_weights(self) -> None:
         """Take the trainer's latest weights (a no-op when the engine shares the module)."""
         ...
+
+    def numerics(self) -> str:
+        """What computes the sampling log-probs, as ``<kernels>/<dtype>`` (``torch/float32``,
+        ``vllm/bfloat16``): a trainer whose own forward differs recomputes π_old."""
+        ...

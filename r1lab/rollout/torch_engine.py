@@ -190,6 +190,10 @@ class TorchEngine:
         """A no-op: the engine samples with the trainer's own module, so it always sees the
         latest weights. (vLLM's engine, in another process, needs the weights sent over.)"""
 
+    def numerics(self) -> str:
+        """``torch/<dtype of the weights>``: the engine runs the module as it is, no autocast."""
+        return "torch/" + str(next(self.model.parameters()).dtype).removeprefix("torch.")
+
     def generate(self, prompts: list[list[int]], params: SamplingParams) -> list[list[Completion]]:
         """``params.n`` completions for each prompt (token ids), in prompt order.
 

@@ -24,11 +24,25 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def autocast_for(dtype: str, device: torch.device) -> Callable[[], Any]:
-    """A context factory for the forward passes: bfloat16 autocast (weights stay as loaded)
-    or nothing for float32; ``auto`` is bfloat16 on CUDA, float32 on the CPU."""
+def compute_dtype(dtype: str, device: torch.device) -> str:
+    """``float32`` or ``bfloat16``: ``auto`` is bfloat16 on CUDA, float32 on the CPU."""
     if dtype == "auto":
-        dtype = "bfloat16" if device.type == "cuda" else "float32"
-    if dtype == "bfloat16":
+        return "bfloat16" if device.type == "cuda" else "float32"
+    return dtype
+
+
+def autocast_for(dtype: str, device: torch.device) -> Callable[[], Any]:
+    """A context factory for the forward passes: bfloat16 autocast (weights stay as loaded,
+    float32: the master copy the optimizer updates) or nothing for float32."""
+    if compute_dtype(dtype, device) == "bfloat16":
         return lambda: torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext
+
+
+def training_numerics(dtype: str, device: torch.device, model: torch.nn.Module) -> str:
+    """What computes the training forward's log-probs, in a rollout engine's terms
+    (:meth:`r1lab.rollout.base.RolloutEngine.numerics`): ``torch/bfloat16`` under autocast,
+    else ``torch/<dtype of the weights>``."""
+    if compute_dtype(dtype, device) == "bfloat16":
+        return "torch/bfloat16"
+    return "torch/" + str(next(model.parameters()).dtype).removeprefix("torch.")

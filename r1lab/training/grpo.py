@@ -21,10 +21,11 @@ on-policy; the importance ratio to the sampling policy and its clip account for 
 Rollout-level events (the reference reset, the length schedule, checkpoints) happen at
 rollout boundaries.
 
-The sampling log-probs the engine returns are π_old: on CPU in float32 the engine's
-log-probs equal a training forward's, so no forward pass is spent on recomputing them.
-Engines whose numerics differ from training (vLLM, bfloat16 kernels) need
-``recompute_old_logprobs``.
+The sampling log-probs the engine returns are π_old when the engine computes as training does
+(on a CPU in float32 they equal a training forward's, so no forward pass is spent on
+recomputing them). When its numerics differ (bfloat16 training beside a float32 sampler,
+vLLM), π_old is recomputed by the training forward after each rollout, so the ratio of a
+rollout's first step is 1 (``recompute_old_logprobs``: null decides, true or false forces).
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ from r1lab.model_card import card, folder_card, prompt_of, world_of
 from r1lab.rewards.config import active_rewards
 from r1lab.rollout.base import RolloutEngine, SamplingParams
 from r1lab.runs import Run
-from r1lab.training.device import autocast_for, resolve_device
+from r1lab.training.device import autocast_for, compute_dtype, resolve_device, training_numerics
 from r1lab.training.grpo_config import (
     AUTO_MODEL,
     GRPOConfig,
@@ -301,6 +302,7 @@ def train_grpo(
 
         engine = TorchEngine(model, tokenizer)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    recompute = _recompute_old_logprobs(g, engine, training_numerics(g.dtype, device, model))
 
     optimizer = adamw(
         model.parameters(),
@@ -311,7 +313,8 @@ def train_grpo(
     )
     lr_min = g.lr if g.lr_min is None else g.lr_min
     scheduler = cosine_schedule(optimizer, g.steps, g.lr, lr_min, min(g.warmup_steps, g.steps - 1))
-    reference = ReferencePolicy(model) if loss_cfg.beta > 0 else None
+    ref_dtype = compute_dtype(g.dtype, device) if g.ref_dtype == "auto" else g.ref_dtype
+    reference = ReferencePolicy(model, getattr(torch, ref_dtype)) if loss_cfg.beta > 0 else None
     resumable = _Resumable(scheduler, reference)
 
     per_rollout = g.minibatches * g.inner_epochs  # optimizer steps per rollout
@@ -364,7 +367,7 @@ def train_grpo(
             t_ref = time.time()
             if reference is not None:
                 ro.ref_logprobs = reference.logprobs(ro.prompt_ids, ro.response_ids, **score)
-            if g.recompute_old_logprobs:
+            if recompute:
                 ro.old_logprobs = score_responses(model, ro.prompt_ids, ro.response_ids, **score)
             ro.ref_seconds = time.time() - t_ref
             for sample in rollout_samples(ro, g.log_samples):
@@ -409,6 +412,24 @@ def train_grpo(
         pool.close()
     model.eval()
     return _summary(run, cfg, start, time.time() - started)
+
+
+def _recompute_old_logprobs(g: GRPOConfig, engine: RolloutEngine, training: str) -> bool:
+    """Whether π_old comes from a training forward: as configured, or (null) unless both the
+    engine and training compute in torch float32, where a sampled token's log-prob equals a
+    training forward's (pinned by a test). In bfloat16 even the same dtype differs: decoding
+    one token at a time from a cache rounds otherwise than a forward over the whole sequence."""
+    if g.recompute_old_logprobs is not None:
+        return g.recompute_old_logprobs
+    numerics = getattr(engine, "numerics", None)
+    sampling = numerics() if numerics is not None else "unknown"
+    if sampling == training == "torch/float32":
+        return False
+    print(
+        f"grpo: the engine samples with {sampling}, training computes with {training}: "
+        "π_old is recomputed by the training forward after each rollout"
+    )
+    return True
 
 
 def _summary(run: Run, cfg: GRPOStageConfig, start: int, seconds: float) -> dict[str, Any]:

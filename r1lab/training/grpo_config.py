@@ -100,11 +100,12 @@ class GRPOConfig:
         report=400,
         check=at_least(0),
     )
-    recompute_old_logprobs: bool = option(
-        False,
+    recompute_old_logprobs: bool | None = option(
+        None,
         "recompute π_old with a training forward pass after each rollout instead of using "
-        "the engine's sampling log-probs; needed when the engine's numerics differ from "
-        "training (vLLM, bfloat16)",
+        "the engine's sampling log-probs; null (auto): whenever the engine's numerics differ "
+        "from training's (bfloat16 training beside a float32 sampler, vLLM), so the first "
+        "step's ratio is 1",
     )
     rollout_chunk: int = option(
         32,
@@ -140,7 +141,15 @@ class GRPOConfig:
     adam_eps: float = option(1e-8, "AdamW epsilon", check=positive())
     dtype: str = option(
         "auto",
-        "compute dtype: float32, bfloat16 (autocast) or auto (bfloat16 on CUDA)",
+        "compute dtype of the training and reference passes: float32, bfloat16 (autocast; "
+        "the weights, the optimizer state and the gradients stay float32, the master copy) "
+        "or auto (bfloat16 on CUDA, float32 on a CPU)",
+        check=one_of("auto", "float32", "bfloat16"),
+    )
+    ref_dtype: str = option(
+        "auto",
+        "storage dtype of the reference policy's copy: float32, bfloat16 (half the memory) or "
+        "auto (bfloat16 when the compute dtype is, else float32)",
         check=one_of("auto", "float32", "bfloat16"),
     )
     device: str = option(
