@@ -213,6 +213,9 @@ def main(argv: list[str] | None = None) -> int:
         # Overrides are whatever argparse does not recognise, so they may sit anywhere.
         args, extra = parser.parse_known_args(argv)
         if getattr(args, "stage", None):
+            if args.recipe is not None and not isinstance(args.recipe, str):
+                # Python 3.11's argparse reads "--recipe=--" as an empty list
+                raise UserError(f"--recipe expects a file name (see 'r1lab {args.stage} --help')")
             for item in extra:
                 if item.startswith("-"):
                     raise UserError(

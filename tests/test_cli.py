@@ -286,6 +286,8 @@ def test_unknown_key_in_a_recipe_names_the_file_and_key(
     broken = work / "broken.yaml"
     broken.write_text("sft:\n  lr_max: [1\n")
     _fails(capsys, work, ["sft", "--recipe", str(broken)], str(broken), "not valid YAML")
+    # argparse reads "--recipe=--" as an empty list: refused, not run without a recipe
+    _fails(capsys, work, ["sft", "--recipe=--"], "--recipe expects a file name")
 
 
 def test_model_folder_without_weights(

@@ -1,1 +1,2 @@
-"""Data: JSONL/Parquet readers with field mappings, tasks, packing."""
+"""Data: JSONL/Parquet readers with field mappings, tasks, packing and the varlen attention
+of packed rows."""

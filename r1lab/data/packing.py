@@ -2,19 +2,18 @@
 
 As the R1 report's training module does it: sort sequences by length and put each, longest
 first, into the row with the least room that still fits it (best-fit decreasing). A packed
-row restarts ``position_ids`` at 0 for every sequence, which is all ``transformers`` (5.x)
-needs to give block-diagonal causal attention: when a forward pass gets ``position_ids``,
-``attention_mask=None`` and no KV cache, ``masking_utils.find_packed_sequence_indices``
-starts a new sequence wherever a position id does not follow its predecessor by 1. So a
-sequence's logits in a packed row equal its logits alone (up to float rounding).
-
-Pass ``use_cache=False`` to the forward pass (``forward_logprobs`` does): with the config's
-default ``use_cache=True`` the model creates an empty cache, and with a cache it does not
-look for packed sequences, so tokens would attend across sequence boundaries.
+row restarts ``position_ids`` at 0 for every sequence, which marks where each sequence
+starts: :func:`r1lab.data.varlen.packed_hidden_states` turns the restarts into the
+``cu_seqlens`` of varlen attention, so that each sequence attends only to itself without an
+``[N, N]`` block mask, and a sequence's log-probs in a packed row equal its log-probs alone
+(up to float rounding). A batch of one sequence a row needs no boundaries at all: its padding
+follows the sequence, where causal attention keeps it from every real token.
 
 Per-token values travel with the ids: an SFT example carries a ``loss_mask``, a GRPO
 response its advantages and old log-probs. A value at position t belongs to token t, the
-token predicted from positions < t; ``forward_logprobs`` uses the same alignment.
+token predicted from positions < t; ``forward_logprobs`` uses the same alignment, and
+computes the log-softmax over the vocabulary a chunk of tokens at a time, so that memory
+grows with the row length, not with the row length times the vocabulary.
 """
 
 from __future__ import annotations
@@ -27,15 +26,22 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch.utils.checkpoint import checkpoint
 
 __all__ = [
+    "LOGPROB_CHUNK_TOKENS",
     "PackedBatch",
     "collate",
     "forward_logprobs",
     "pack",
     "padding_efficiency",
+    "token_logprobs",
     "unpack",
 ]
+
+# Tokens whose full-vocabulary logits are held at once by forward_logprobs: [1024, vocab]
+# float32 is 4 KiB a vocabulary entry (600 MiB for Qwen2's 152k), however long the rows.
+LOGPROB_CHUNK_TOKENS = 1024
 
 
 def pack(lengths: Sequence[int], budget: int) -> list[list[int]]:
@@ -218,27 +224,83 @@ def unpack(batch: PackedBatch, values: Tensor) -> dict[int, Tensor]:
     return {s: values[r, start : start + n] for s, (r, start, n) in batch.spans.items()}
 
 
-def forward_logprobs(model: Any, batch: PackedBatch) -> Tensor:
-    """``log p(token t | tokens < t of its sequence)`` for every slot, ``[rows, budget]``.
+def forward_logprobs(
+    model: Any,
+    batch: PackedBatch,
+    temperature: float = 1.0,
+    chunk_tokens: int = LOGPROB_CHUNK_TOKENS,
+) -> Tensor:
+    """``log p(token t | tokens < t of its sequence)`` for every slot, ``[rows, budget]``
+    float32, at temperature ``temperature`` (logits divided by it, as the sampler did).
 
     Entry t belongs to token t, matching ``loss_mask`` and the other per-token fields. A
-    sequence's first token and padding have nothing to be predicted from and hold 0. The
-    log-probs are computed in float32 with a fused cross-entropy, so the ``[rows, budget,
-    vocab]`` log-softmax is never materialised.
+    sequence's first token and padding have nothing to be predicted from and hold 0.
+    ``model`` is a ``transformers`` causal LM: its base model gives the final hidden states
+    once (packed rows through varlen attention, :mod:`r1lab.data.varlen`), and
+    :func:`token_logprobs` applies its output embeddings ``chunk_tokens`` tokens at a time,
+    so the ``[tokens, vocab]`` logits are never held for all tokens at once, not even for the
+    backward pass. Gradients flow when the caller has them enabled.
     """
+    from r1lab.data.varlen import packed_hidden_states  # imports transformers: only when run
+
     ids = batch.input_ids
+    backbone = model.base_model
     if batch.one_per_row:
         # Each sequence starts its row and the padding follows it, where causal attention
-        # keeps it from every real token: no block mask is needed, and attention takes its
-        # fast causal path (on a CPU the masked path costs more than the padding saves).
-        logits = model(input_ids=ids, use_cache=False).logits
+        # keeps it from every real token: attention takes its fast causal path.
+        hidden = backbone(input_ids=ids, use_cache=False).last_hidden_state
     else:
-        logits = model(
-            input_ids=ids, position_ids=batch.position_ids, attention_mask=None, use_cache=False
-        ).logits
-    nll = F.cross_entropy(
-        logits[:, :-1].float().flatten(0, 1), ids[:, 1:].flatten(), reduction="none"
-    ).view(ids.shape[0], -1)
-    logp = torch.cat([torch.zeros_like(nll[:, :1]), -nll], dim=1)
+        hidden = packed_hidden_states(backbone, ids, batch.position_ids)
     valid = (batch.position_ids > 0) & (batch["seq_ids"] >= 0)
-    return torch.where(valid, logp, torch.zeros_like(logp))
+    # Token t is predicted from the hidden state at t - 1; a row's first slot never is.
+    targets = valid[:, 1:]
+    values = token_logprobs(
+        hidden[:, :-1][targets],
+        model.get_output_embeddings(),
+        ids[:, 1:][targets],
+        temperature,
+        chunk_tokens,
+    )
+    slots = torch.cat([torch.zeros_like(valid[:, :1]), targets], dim=1)
+    return torch.zeros(ids.shape, dtype=values.dtype, device=values.device).masked_scatter(
+        slots, values
+    )
+
+
+def token_logprobs(
+    hidden: Tensor,
+    head: torch.nn.Module,
+    targets: Tensor,
+    temperature: float = 1.0,
+    chunk_tokens: int = LOGPROB_CHUNK_TOKENS,
+) -> Tensor:
+    """``log softmax(head(hidden) / temperature)[targets]``, ``[tokens]`` float32, from
+    hidden states ``[tokens, hidden]``, computed ``chunk_tokens`` tokens at a time.
+
+    The log-softmax is taken in float32 (fused in a cross-entropy). With gradients, each
+    chunk is checkpointed: its logits are freed after the forward and recomputed in the
+    backward, so that one chunk's logits are alive at a time then too.
+    """
+    if chunk_tokens < 1:
+        raise ValueError(f"token_logprobs: chunk_tokens must be positive, got {chunk_tokens}")
+    grad = torch.is_grad_enabled() and (
+        hidden.requires_grad or any(p.requires_grad for p in head.parameters())
+    )
+    parts = []
+    for i in range(0, targets.shape[0], chunk_tokens):
+        h, t = hidden[i : i + chunk_tokens], targets[i : i + chunk_tokens]
+        if grad:
+            parts.append(checkpoint(_chunk_logprobs, h, t, head, temperature, use_reentrant=False))
+        else:
+            parts.append(_chunk_logprobs(h, t, head, temperature))
+    # No tokens: an empty result still attached to the graph, so a loss on it can backward.
+    return torch.cat(parts) if parts else hidden[:0, 0].float()
+
+
+def _chunk_logprobs(
+    hidden: Tensor, targets: Tensor, head: torch.nn.Module, temperature: float
+) -> Tensor:
+    logits = head(hidden).float()
+    if temperature != 1.0:
+        logits = logits / temperature
+    return -F.cross_entropy(logits, targets, reduction="none")

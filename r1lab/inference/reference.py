@@ -17,25 +17,20 @@ from __future__ import annotations
 import contextlib
 import copy
 from collections.abc import Sequence
-from types import SimpleNamespace
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from r1lab.data.packing import PackedBatch, collate, forward_logprobs, pack
+from r1lab.data.packing import (
+    LOGPROB_CHUNK_TOKENS,
+    PackedBatch,
+    collate,
+    forward_logprobs,
+    pack,
+)
 
 __all__ = ["ReferencePolicy", "micro_batches", "response_logprobs", "score_responses"]
-
-
-class _Tempered:
-    """A model whose logits are divided by T: the distribution the rollout sampled from."""
-
-    def __init__(self, model: Any, temperature: float):
-        self.model, self.temperature = model, temperature
-
-    def __call__(self, **kwargs: Any) -> SimpleNamespace:
-        return SimpleNamespace(logits=self.model(**kwargs).logits / self.temperature)
 
 
 def micro_batches(
@@ -73,13 +68,16 @@ def response_logprobs(
     pad_token_id: int = 0,
     temperature: float = 1.0,
     device: str | torch.device = "cpu",
+    chunk_tokens: int = LOGPROB_CHUNK_TOKENS,
 ) -> tuple[Tensor, Tensor, list[int]]:
     """Log-probs of the response tokens of the sequences in ``bins`` (one packed forward).
 
     Returns ``logp [S, T]`` (T = the longest response among them), ``mask [S, T]`` and the
     sequence ids in row order. ``logp[i, j]`` is ``log π(response_i[j] | prompt_i,
-    response_i[:j])`` at temperature ``temperature``; masked positions hold 0. Gradients
-    flow when the caller has them enabled.
+    response_i[:j])`` at temperature ``temperature`` (the distribution the rollout sampled
+    from); masked positions hold 0. The vocabulary's log-softmax is taken ``chunk_tokens``
+    tokens at a time (:func:`r1lab.data.packing.forward_logprobs`). Gradients flow when the
+    caller has them enabled.
     """
     order = [s for b in bins for s in b]
     local, k = [], 0
@@ -88,8 +86,7 @@ def response_logprobs(
         k += len(b)
     seqs = [{"input_ids": [*prompts[s], *responses[s]]} for s in order]
     batch: PackedBatch = collate(local, seqs, width, pad_token_id).to(device)
-    scorer = model if temperature == 1.0 else _Tempered(model, temperature)
-    packed = forward_logprobs(scorer, batch)
+    packed = forward_logprobs(model, batch, temperature, chunk_tokens)
     longest = max((len(responses[s]) for s in order), default=0)
     rows = torch.zeros(len(order), max(longest, 1), dtype=torch.long)
     cols = torch.zeros_like(rows)
@@ -144,6 +141,7 @@ def score_responses(
     temperature: float = 1.0,
     device: str | torch.device = "cpu",
     autocast: Any = None,
+    chunk_tokens: int = LOGPROB_CHUNK_TOKENS,
 ) -> list[Tensor]:
     """Log-probs of every response under ``model`` (no gradients), a 1-d CPU tensor each,
     computed in the micro-batches of :func:`micro_batches`."""
@@ -152,7 +150,15 @@ def score_responses(
     for bins, width in micro_batches(lengths, budget, micro_batch_tokens):
         with autocast() if autocast else contextlib.nullcontext():
             logp, _, order = response_logprobs(
-                model, prompts, responses, bins, width, pad_token_id, temperature, device
+                model,
+                prompts,
+                responses,
+                bins,
+                width,
+                pad_token_id,
+                temperature,
+                device,
+                chunk_tokens,
             )
         logp = logp.float().cpu()
         for i, s in enumerate(order):

@@ -18,8 +18,8 @@ how its scores are normalised:
   the response is safe.
 
 :func:`sequence_scores` is the one forward both training and scoring use: sequences one a
-row sorted by length (plain causal attention) or packed best-fit (``budget > 0``), in passes
-of at most ``micro_batch_tokens`` token slots.
+row sorted by length (plain causal attention) or packed best-fit (``budget > 0``, varlen
+attention: :mod:`r1lab.data.varlen`), in passes of at most ``micro_batch_tokens`` token slots.
 """
 
 from __future__ import annotations
@@ -100,6 +100,7 @@ def sequence_scores(
     the hidden state of each sequence's last token. Gradients flow when the caller has them
     enabled (training); wrap in ``torch.no_grad()`` to score."""
     from r1lab.data.packing import collate
+    from r1lab.data.varlen import packed_hidden_states
     from r1lab.inference.reference import micro_batches
 
     head, backbone = _head(model), model.base_model
@@ -117,11 +118,8 @@ def sequence_scores(
         batch = batch.to(device)
         if batch.one_per_row:  # right padding after each sequence: causal attention is exact
             hidden = backbone(input_ids=batch.input_ids, use_cache=False).last_hidden_state
-        else:
-            hidden = backbone(
-                input_ids=batch.input_ids, position_ids=batch.position_ids,
-                attention_mask=None, use_cache=False,
-            ).last_hidden_state  # fmt: skip
+        else:  # packed rows: varlen attention, no [N, N] block mask
+            hidden = packed_hidden_states(backbone, batch.input_ids, batch.position_ids)
         rows = torch.tensor([batch.spans[i][0] for i in range(len(order))], device=hidden.device)
         last = torch.tensor(
             [batch.spans[i][1] + batch.spans[i][2] - 1 for i in range(len(order))],

@@ -143,11 +143,7 @@ def _sft_item(r: dict[str, Any]) -> Item:
 def _line_of(path: Path, index: int) -> int:
     """The line of the ``index``-th record (read_records skips blank lines; a Parquet file's
     "line" is its row). Only called on an error, so reading the file again costs nothing."""
-    if path.suffix == ".parquet":
-        return index + 1
-    with open(path, "rb") as f:
-        records = (n for n, line in enumerate(f, 1) if line.strip())
-        for i, n in enumerate(records):
-            if i == index:
-                return n
-    return index + 1
+    from r1lab.data.tasks import line_numbers
+
+    lines = line_numbers(path, 0)  # the rule read_records skips blank lines by
+    return lines[index] if index < len(lines) else index + 1

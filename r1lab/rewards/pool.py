@@ -61,6 +61,7 @@ class RewardResult:
     errors: dict[str, str] = field(default_factory=dict)  # first error message per reward
     failed: dict[str, list[bool]] = field(default_factory=dict)  # per reward, per sample
     unscored: list[bool] = field(default_factory=list)  # a weighted reward failed: no total
+    seconds: float = 0.0  # time spent computing them: inline, plus each chunk in its worker
 
     def __post_init__(self) -> None:  # a result built without masks: nothing failed
         n = len(self.total)
@@ -147,10 +148,12 @@ class RewardPool:
             idx = applies(spec)
             if not idx:
                 continue
+            began = time.monotonic()
             try:
                 values, error = self._fns[spec.name]([batch.samples[i] for i in idx]), None
             except Exception as e:
                 values, error = None, f"{type(e).__name__}: {e}"
+            batch.seconds += time.monotonic() - began
             batch.record(spec.name, idx, values, error)
         tasks = []
         for spec in self._remote:
@@ -196,6 +199,7 @@ class _Batch:
         self.per_reward = {s.name: [0.0] * len(samples) for s in specs}
         self.failed = {s.name: [False] * len(samples) for s in specs}
         self.errors: dict[str, str] = {}
+        self.seconds = 0.0
         self.pending = 0
         self.future: Future[RewardResult] = Future()
         self.future.set_running_or_notify_cancel()  # no cancel(): the pool owns its completion
@@ -238,7 +242,9 @@ class _Batch:
                     "reward '%s' failed on %d of %d samples: %s", name, count, n, self.errors[name]
                 )
         self.future.set_result(
-            RewardResult(total, self.per_reward, failures, self.errors, self.failed, unscored)
+            RewardResult(
+                total, self.per_reward, failures, self.errors, self.failed, unscored, self.seconds
+            )
         )
 
 
@@ -249,6 +255,7 @@ class _Task:
     indices: list[int]  # of the samples in the batch
     samples: list[Sample]
     id: int = 0
+    sent: float = 0.0  # when a worker took it (time.monotonic)
 
 
 # --- worker processes ---------------------------------------------------------------------
@@ -402,7 +409,8 @@ class _Dispatcher:
             except Exception as e:  # pickling fails before anything is written
                 self._done(task, None, f"cannot send the samples to a worker ({e})")
                 continue
-            w.task, w.deadline = task, time.monotonic() + self._timeout_s
+            task.sent = time.monotonic()
+            w.task, w.deadline = task, task.sent + self._timeout_s
 
     def _receive(self, w: _Worker) -> None:
         try:
@@ -438,6 +446,8 @@ class _Dispatcher:
 
     def _done(self, task: _Task, values: Any, error: str | None) -> None:
         batch = task.batch
+        if task.sent:
+            batch.seconds += time.monotonic() - task.sent
         batch.record(task.name, task.indices, values, error)
         batch.pending -= 1
         if batch.pending == 0:

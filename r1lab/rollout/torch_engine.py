@@ -35,6 +35,7 @@ import torch
 from torch import Tensor
 from transformers.cache_utils import Cache, CacheLayerMixin
 
+from r1lab.data.varlen import VARLEN
 from r1lab.rollout.base import Completion, SamplingParams
 from r1lab.rollout.sampling import choose, sample_keys, uniforms
 
@@ -125,7 +126,8 @@ def _mask_kind(config: Any) -> str:
         full_only = getattr(config, "sliding_window", None) is None
     if not full_only or not getattr(config, "is_causal", True):
         return "2d"
-    return {"sdpa": "bool", "eager": "float"}.get(impl, "2d")
+    # r1lab's varlen attention is sdpa when no packed segments are given (r1lab.data.varlen)
+    return {"sdpa": "bool", VARLEN: "bool", "eager": "float"}.get(impl, "2d")
 
 
 def _eos_ids(model: Any, tokenizer: Any) -> list[int]:

@@ -26,6 +26,11 @@ The sampling log-probs the engine returns are π_old when the engine computes as
 recomputing them). When its numerics differ (bfloat16 training beside a float32 sampler,
 vLLM), π_old is recomputed by the training forward after each rollout, so the ratio of a
 rollout's first step is 1 (``recompute_old_logprobs``: null decides, true or false forces).
+
+With ``infra.offload`` (:mod:`r1lab.infra.offload`) what a phase does not use leaves the
+accelerator while it runs and comes back bit-exact: the optimizer state and gradients during
+the rollout and the reference pass, the reference outside its pass, the reward models
+outside the rollout (they score it). The policy's weights stay: the engine samples with them.
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ from r1lab.inference.reference import (
     score_responses,
 )
 from r1lab.inference.reward_model import RewardModels
+from r1lab.infra.offload import Offloader, module_tensors, reward_model_tensors, training_state
 from r1lab.model_card import card, folder_card, prompt_of, world_of
 from r1lab.rewards.config import active_rewards
 from r1lab.rollout.base import RolloutEngine, SamplingParams
@@ -66,8 +72,9 @@ from r1lab.training.grpo_rollout import (
     Rollout,
     ScheduledPrompts,
     batch_metrics,
-    generate_rollout,
+    finish_rollout,
     reward_pool,
+    start_rollout,
 )
 from r1lab.training.losses import GRPOLossConfig, grpo_loss
 from r1lab.training.optim import adamw
@@ -125,8 +132,9 @@ def train_step(
     for bins, row_tokens in micro_batches(lengths, cfg.token_budget, cfg.micro_batch_tokens):
         with autocast():
             logp, mask, order = response_logprobs(
-                model, prompts, responses, bins, row_tokens, pad_token_id, cfg.temperature, device
-            )
+                model, prompts, responses, bins, row_tokens, pad_token_id, cfg.temperature, device,
+                cfg.logprob_chunk_tokens,
+            )  # fmt: skip
         rows = [idx[s] for s in order]
         width = logp.shape[1]
         old = _padded([ro.old_logprobs[i] for i in rows], width).to(device)
@@ -239,6 +247,12 @@ def step_record(
         "gen_tokens": gen_tokens,
         "gen_tokens_per_s": round(gen_tokens / max(ro.seconds, 1e-9), 1),
         "ref_seconds": round(ro.ref_seconds, 4),
+        # the rule rewards' compute time, and the share of it the trainer did not wait for
+        "reward_seconds": round(ro.reward_seconds, 4),
+        "reward_wait_seconds": round(ro.reward_wait_seconds, 4),
+        "reward_hidden": round(1 - min(ro.reward_wait_seconds / ro.reward_seconds, 1), 4)
+        if ro.reward_seconds > 0
+        else 1.0,
         "tokens_per_s": round(stats["train_tokens"] / max(seconds, 1e-9), 1),
     }
 
@@ -326,6 +340,11 @@ def train_grpo(
     prompts = ScheduledPrompts(problems, tokenizer, cfg, prompt_of(card(model)))
     pool = reward_pool(cfg.rewards)
     reward_models = RewardModels(cfg.rewards, device)  # the inference module's, beside the ref
+    # infra.offload: each phase below starts with offload.use(what it uses); the rest leaves
+    offload = Offloader(cfg.infra, run.path / "offload")
+    offload.add("optimizer", lambda: training_state(model, optimizer))
+    offload.add("reference", lambda: module_tensors(reference.model) if reference else {})
+    offload.add("reward models", lambda: reward_model_tensors(reward_models))
     bar = tqdm(total=g.steps, initial=start, desc="grpo", unit="step", disable=None)
     started = time.time()
     try:
@@ -333,10 +352,12 @@ def train_grpo(
             t0, step0 = time.time(), r * per_rollout
             max_new = max_new_tokens_at(g, step0)
             if reference is not None and _reset_due(g.ref_reset_every, step0, ref_step):
+                offload.use("reference")  # the reset writes into its weights
                 reference.reset(model)
                 ref_step, resumable.with_reference = step0, True
 
             # rollout → rewards → advantages (a chunk's rewards overlap the next's generation)
+            offload.use("reward models")  # and the policy's weights, which never leave
             model.eval()
             engine.update_weights()
             chosen, prompt_ids = prompts.take(r, per_rollout, g.prompts_per_step * g.minibatches)
@@ -350,12 +371,14 @@ def train_grpo(
             )
             active = active_rewards(cfg.rewards, step0, g.steps)  # the reward schedule
             with torch.no_grad():
-                ro = generate_rollout(
-                    engine, pool, chosen, prompt_ids, params, g.rollout_chunk, loss_cfg,
-                    active, reward_models, cfg.rewards.weights,
+                pending = start_rollout(
+                    engine, pool, chosen, prompt_ids, params, g.rollout_chunk, active,
+                    reward_models, cfg.rewards.weights,
                 )  # fmt: skip
+            if hasattr(engine, "sleep"):  # an engine with memory of its own frees it meanwhile
+                engine.sleep()
 
-            # [reference log-probs], [π_old recomputed]
+            # [reference log-probs], [π_old recomputed], while the rule rewards still run
             score = dict(
                 budget=g.token_budget,
                 micro_batch_tokens=g.micro_batch_tokens,
@@ -363,17 +386,26 @@ def train_grpo(
                 temperature=g.temperature,
                 device=device,
                 autocast=autocast,
+                chunk_tokens=g.logprob_chunk_tokens,
             )
+            offload.use("reference")
             t_ref = time.time()
+            sequences = (pending.prompt_ids, pending.response_ids)
+            ref_logprobs = old_logprobs = None
             if reference is not None:
-                ro.ref_logprobs = reference.logprobs(ro.prompt_ids, ro.response_ids, **score)
+                ref_logprobs = reference.logprobs(*sequences, **score)
             if recompute:
-                ro.old_logprobs = score_responses(model, ro.prompt_ids, ro.response_ids, **score)
-            ro.ref_seconds = time.time() - t_ref
+                old_logprobs = score_responses(model, *sequences, **score)
+            ref_seconds = time.time() - t_ref
+            ro = finish_rollout(pending, loss_cfg)  # → rewards, advantages
+            ro.ref_logprobs, ro.ref_seconds = ref_logprobs, ref_seconds
+            if old_logprobs is not None:
+                ro.old_logprobs = old_logprobs
             for sample in rollout_samples(ro, g.log_samples):
                 run.log_sample({"step": step0 + 1, "rollout": r + 1, **sample})
 
             # M minibatches × K inner epochs, one optimizer step each
+            offload.use("optimizer")
             model.train()
             for epoch in range(g.inner_epochs):
                 split = _minibatch_split(len(ro.texts), g.minibatches, run_cfg.seed, r, epoch)
@@ -401,6 +433,7 @@ def train_grpo(
             if out_of_time or done == g.steps or (every > 0 and done // every > step0 // every):
                 state = {"step": done, "rollout": r + 1, "ref_step": ref_step, "layout": layout,
                          "seconds": seconds}  # fmt: skip
+                offload.use("optimizer", "reference")  # both are in the checkpoint
                 run.save_checkpoint(
                     done, model, tokenizer, optimizer, resumable, state, keep_last=run_cfg.keep_last
                 )
@@ -410,6 +443,7 @@ def train_grpo(
     finally:
         bar.close()
         pool.close()
+        offload.restore_all()
     model.eval()
     return _summary(run, cfg, start, time.time() - started)
 
@@ -474,6 +508,7 @@ def run_grpo_stage(cfg: GRPOStageConfig, resume: bool = False) -> dict[str, Any]
     from r1lab.eval.heldout import compare_table, evaluate_heldout, headline, heldout_task
     from r1lab.models import load_model, load_tokenizer
     from r1lab.rewards.config import check_rewards_fit
+    from r1lab.rollout.config import make_engine
     from r1lab.runs import save_model_atomic, seed_everything
     from r1lab.training.report import write_report
 
@@ -500,7 +535,8 @@ def run_grpo_stage(cfg: GRPOStageConfig, resume: bool = False) -> dict[str, Any]
 
     base_eval = evaluate("base", str(start)) if heldout else None
     seed_everything(cfg.run.seed)
-    summary = train_grpo(model, tokenizer, problems, cfg, run, resume=resume)
+    engine = make_engine(cfg.rollout, model, tokenizer, start)
+    summary = train_grpo(model, tokenizer, problems, cfg, run, resume=resume, engine=engine)
     final = save_model_atomic(model, tokenizer, run.path / "final")
     summary = {**summary, "model": str(final), "base_model": str(start)}
     sections: list[str] = []

@@ -6,10 +6,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from r1lab.config import a_device, at_least, in_range, one_of, option, positive, section, validate
+from r1lab.data.packing import LOGPROB_CHUNK_TOKENS
 from r1lab.data.tasks import TaskConfig, check_training_task
 from r1lab.errors import UserError
 from r1lab.eval.heldout import HeldoutConfig
+from r1lab.infra.config import InfraConfig
 from r1lab.rewards.config import RewardsConfig, check_rewards
+from r1lab.rollout.config import RolloutConfig
 from r1lab.runs import RunConfig
 from r1lab.training.losses import GRPOLossConfig
 
@@ -117,9 +120,9 @@ class GRPOConfig:
         0,
         "layout of the reference and training passes: 0 puts one response a row, rows sorted "
         "by length so that a pass pads little and attention stays plain causal (fastest on a "
-        "CPU, where a packed row's block mask costs more than the padding it saves); N > 0 "
-        "packs best-fit into rows of N tokens (raised to the longest prompt + response), as "
-        "the report's training module does, for varlen attention on GPUs",
+        "CPU); N > 0 packs best-fit into rows of N tokens (raised to the longest prompt + "
+        "response), as the report's training module does, with varlen attention (no [N, N] "
+        "mask; flash-attention's varlen kernel where installed on CUDA)",
         report=32768,
         check=at_least(0),
     )
@@ -128,6 +131,13 @@ class GRPOConfig:
         "token slots per forward/backward pass (at least one row); a step accumulates over "
         "its micro-batches, with the same gradient however it is split",
         report=65536,
+        check=at_least(1),
+    )
+    logprob_chunk_tokens: int = option(
+        LOGPROB_CHUNK_TOKENS,
+        "tokens whose full-vocabulary logits the reference and training passes compute at "
+        "once (recomputed in the backward pass): memory [chunk, vocab] instead of "
+        "[micro_batch_tokens, vocab], the same log-probs and gradients",
         check=at_least(1),
     )
     max_grad_norm: float = option(
@@ -174,6 +184,8 @@ class GRPOStageConfig:
     grpo: GRPOConfig = section(GRPOConfig)
     loss: GRPOLossConfig = section(GRPOLossConfig)
     rewards: RewardsConfig = section(RewardsConfig)
+    rollout: RolloutConfig = section(RolloutConfig)
+    infra: InfraConfig = section(InfraConfig)
     heldout: HeldoutConfig = section(HeldoutConfig)
     run: RunConfig = section(RunConfig)
 
@@ -213,6 +225,7 @@ def check_stage(cfg: GRPOStageConfig, check_models: bool = True) -> None:
     ``check_models`` is off, for a pipeline that makes them on the way), and that it does not
     train on held-out data."""
     check_config(cfg.grpo, cfg.loss)
+    validate(cfg.infra)
     check_training_task(cfg.task)
     check_rewards(cfg.rewards, check_models)
 

@@ -24,8 +24,11 @@ __all__ = [
     "PromptStream",
     "Rollout",
     "ScheduledPrompts",
+    "PendingRollout",
     "batch_metrics",
+    "finish_rollout",
     "generate_rollout",
+    "start_rollout",
     "reward_pool",
 ]
 
@@ -48,30 +51,53 @@ class Rollout:
     trainable: Tensor  # [N] bool: scored, in a group with at least two scored responses
     advantages: Tensor  # [N]
     group_size: int
-    seconds: float  # generation until the last reward arrived
+    seconds: float  # generation (and the reward models' scoring)
     ref_logprobs: list[Tensor] | None = None
     ref_seconds: float = 0.0  # the reference pass (and π_old recomputed, when configured)
+    reward_seconds: float = 0.0  # the rule rewards' compute time, summed over their chunks
+    reward_wait_seconds: float = 0.0  # of which the trainer waited for, after its own work
 
 
-def generate_rollout(
+@dataclass
+class PendingRollout:
+    """A rollout whose responses are sampled while the reward pool still scores them: the
+    trainer runs its reference pass meanwhile, then :func:`finish_rollout` collects them."""
+
+    out: dict[str, list]
+    futures: list[Any]
+    model_rewards: dict[str, list[float]]
+    weights: dict[str, float]
+    group_size: int
+    seconds: float
+
+    @property
+    def prompt_ids(self) -> list[list[int]]:
+        return self.out["prompt"]
+
+    @property
+    def response_ids(self) -> list[list[int]]:
+        return self.out["resp"]
+
+
+def start_rollout(
     engine: RolloutEngine,
     pool: RewardPool,
     problems: list[Problem],
     prompt_ids: list[list[int]],
     params: SamplingParams,
     chunk: int,
-    loss_cfg: GRPOLossConfig,
     active: set[str] | None = None,
     models: Any = None,
     weights: dict[str, float] | None = None,
-) -> Rollout:
-    """Sample ``params.n`` responses per prompt, score them and compute group advantages.
+) -> PendingRollout:
+    """Sample ``params.n`` responses per prompt and start scoring them.
 
     Generation runs in chunks of ``chunk`` prompts (each with its own seed, derived from
-    ``params.seed``), and each chunk goes to the reward pool as soon as it is sampled. The
-    reward models (``models``, :class:`~r1lab.inference.reward_model.RewardModels`, at
-    ``weights``) score the whole batch here while the pool works; only the rewards in
-    ``active`` (None: all) are computed.
+    ``params.seed``), and each chunk goes to the reward pool as soon as it is sampled, so
+    the rule rewards run while later chunks generate (and, until :func:`finish_rollout`,
+    while the trainer runs its reference pass: the report's overlap). The reward models
+    (``models``, :class:`~r1lab.inference.reward_model.RewardModels`, at ``weights``) score
+    the whole batch here; only the rewards in ``active`` (None: all) are computed.
     """
     started = time.time()
     g = params.n
@@ -100,7 +126,15 @@ def generate_rollout(
         futures.append(pool.submit(samples, active))
         batch.extend(samples)
     model_rewards = models.score(batch, active) if models else {}
-    results = [f.result() for f in futures]
+    return PendingRollout(out, futures, model_rewards, weights or {}, g, time.time() - started)
+
+
+def finish_rollout(pending: PendingRollout, loss_cfg: GRPOLossConfig) -> Rollout:
+    """Wait for the rule rewards of ``pending`` and compute the group advantages."""
+    waited = time.time()
+    results = [f.result() for f in pending.futures]
+    waited = time.time() - waited
+    g, out = pending.group_size, pending.out
 
     names = list(results[0].per_reward) if results else []
     per_reward = {n: [v for r in results for v in r.per_reward[n]] for n in names}
@@ -110,9 +144,9 @@ def generate_rollout(
     # A response whose reward failed is no wrong answer: it is left out of its group's
     # statistics and of the loss.
     scored = ~torch.tensor([u for r in results for u in r.unscored], dtype=torch.bool)
-    for name, values in model_rewards.items():
+    for name, values in pending.model_rewards.items():
         per_reward[name], failures[name], failed[name] = values, 0, [False] * len(values)
-        weight = (weights or {}).get(name, 1.0)
+        weight = pending.weights.get(name, 1.0)
         rewards += torch.where(scored, weight * torch.tensor(values, dtype=torch.float32), 0.0)
     adv = group_advantages(
         rewards,
@@ -125,8 +159,27 @@ def generate_rollout(
     return Rollout(
         out["p"], out["prompt"], out["resp"], out["logp"], out["trunc"], out["text"],
         rewards, per_reward, failures, failed, scored, trainable(scored, g), adv, g,
-        time.time() - started,
+        pending.seconds, reward_seconds=sum(r.seconds for r in results),
+        reward_wait_seconds=waited,
     )  # fmt: skip
+
+
+def generate_rollout(
+    engine: RolloutEngine,
+    pool: RewardPool,
+    problems: list[Problem],
+    prompt_ids: list[list[int]],
+    params: SamplingParams,
+    chunk: int,
+    loss_cfg: GRPOLossConfig,
+    active: set[str] | None = None,
+    models: Any = None,
+    weights: dict[str, float] | None = None,
+) -> Rollout:
+    """:func:`start_rollout`, then :func:`finish_rollout` at once (no work in between)."""
+    pending = start_rollout(engine, pool, problems, prompt_ids, params, chunk, active, models,
+                            weights)  # fmt: skip
+    return finish_rollout(pending, loss_cfg)
 
 
 def batch_metrics(

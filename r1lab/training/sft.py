@@ -37,7 +37,14 @@ from r1lab.config import (
     to_dict,
     validate,
 )
-from r1lab.data.packing import PackedBatch, collate, forward_logprobs, pack, padding_efficiency
+from r1lab.data.packing import (
+    LOGPROB_CHUNK_TOKENS,
+    PackedBatch,
+    collate,
+    forward_logprobs,
+    pack,
+    padding_efficiency,
+)
 from r1lab.errors import UserError
 from r1lab.runs import Run, RunConfig
 from r1lab.training.device import autocast_for, resolve_device
@@ -90,6 +97,13 @@ class SFTConfig:
     )
     rows_per_micro_batch: int = option(
         2, "packed rows per forward/backward pass", check=at_least(1)
+    )
+    logprob_chunk_tokens: int = option(
+        LOGPROB_CHUNK_TOKENS,
+        "tokens whose full-vocabulary logits are computed at once (and recomputed in the "
+        "backward pass): memory [chunk, vocab] instead of [tokens of a micro-batch, vocab], "
+        "the same loss and gradients",
+        check=at_least(1),
     )
     grad_accum: int = option(
         2,
@@ -243,7 +257,7 @@ def _train_step(
     loss_total = 0.0
     for mb in micro_batches:
         with autocast():
-            logp = forward_logprobs(model, mb)
+            logp = forward_logprobs(model, mb, chunk_tokens=cfg.logprob_chunk_tokens)
         loss = -(logp * mb.loss_mask).sum() / max(loss_tokens, 1)
         loss.backward()
         loss_total += loss.item()

@@ -21,6 +21,7 @@ from transformers import (
     Qwen2ForCausalLM,
 )
 
+from r1lab.data.varlen import use_varlen
 from r1lab.rollout import torch_engine
 from r1lab.rollout.base import SamplingParams
 from r1lab.rollout.sampling import choose, sample_keys, uniforms
@@ -170,10 +171,11 @@ def test_dropping_the_longest_prompts_trims_their_padding(model, tok, prompts, m
     assert _max_logprob_error(model, prompts, groups, 1.0) <= 1e-4
 
 
-@pytest.mark.parametrize("kind", ["eager", "2d", "llama"])
+@pytest.mark.parametrize("kind", ["eager", "2d", "llama", "varlen"])
 def test_logprobs_with_other_masks_and_models(tok, prompts, kind):
     """Eager attention takes an additive float mask, other implementations a 2-D mask that the
-    model expands itself; and any Hugging Face causal LM works, not only Qwen2."""
+    model expands itself; and any Hugging Face causal LM works, not only Qwen2. A model that
+    a packed pass switched to varlen attention is sdpa to the engine."""
     if kind == "llama":
         torch.manual_seed(0)
         cfg = LlamaConfig(
@@ -189,10 +191,12 @@ def test_logprobs_with_other_masks_and_models(tok, prompts, kind):
         model = LlamaForCausalLM(cfg).eval()
     else:
         model = _qwen(tok, attn="eager" if kind == "eager" else "sdpa")
+    if kind == "varlen":
+        assert use_varlen(model.base_model)
     engine = TorchEngine(model, tok, cache_chunk=5)
     if kind == "2d":
         engine._mask_kind = "2d"
-    assert engine._mask_kind == {"eager": "float", "2d": "2d", "llama": "bool"}[kind]
+    assert engine._mask_kind == {"eager": "float", "2d": "2d"}.get(kind, "bool")
     params = SamplingParams(n=2, temperature=1.0, max_new_tokens=12, ignore_eos=True, seed=3)
     groups = engine.generate(prompts, params)
     assert _max_logprob_error(model, prompts, groups, 1.0) <= 1e-4

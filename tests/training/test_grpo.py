@@ -30,7 +30,8 @@ from r1lab.world.tokenizer import build_tokenizer
 
 HERE = Path(__file__).parent
 REPO = HERE.parents[1]
-TIMING = ("step_seconds", "gen_seconds", "gen_tokens_per_s", "tokens_per_s", "ref_seconds")
+TIMING = ("step_seconds", "gen_seconds", "gen_tokens_per_s", "tokens_per_s", "ref_seconds",
+          "reward_seconds", "reward_wait_seconds", "reward_hidden")  # fmt: skip
 
 
 @pytest.fixture(scope="module")
