@@ -40,7 +40,7 @@ class Stage(NamedTuple):
 STAGES: dict[str, Stage] = {
     "pretrain": Stage("r1lab.stages.pretrain:PretrainStageConfig", "r1lab.stages.pretrain:run_pretrain_stage", "build the embedded base model (it stands in for DeepSeek-V3-Base)"),
     "sft": Stage("r1lab.training.sft:SFTStageConfig", "r1lab.training.sft:run_sft_stage", "supervised fine-tuning of a model folder on a JSONL/Parquet file of examples"),
-    "grpo": Stage("r1lab.training.grpo_config:GRPOStageConfig", "r1lab.training.grpo:run_grpo_stage", "GRPO reinforcement learning on a task's verifiable problems"),
+    "grpo": Stage("r1lab.training.grpo_config:GRPOStageConfig", "r1lab.stages.grpo:run_grpo_stage", "GRPO reinforcement learning on a task's verifiable problems"),
     "zero": Stage("r1lab.stages.zero:ZeroConfig", "r1lab.stages.zero:run_zero", "the R1-Zero path: base -> eval -> GRPO (accuracy + format) -> eval"),
     "coldstart": Stage("r1lab.stages.coldstart:ColdStartConfig", "r1lab.stages.coldstart:run_coldstart", "cold-start data (stage A): R1-Zero samples -> correct, readable, one language -> judge rewrite -> re-check"),
     "sample": Stage("r1lab.stages.sample:SampleConfig", "r1lab.stages.sample:run_sample", "rejection sampling (stage C data): Dev-2 samples -> rules or judge -> readability filters -> + general data"),

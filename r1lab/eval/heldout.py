@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from r1lab.config import at_least, option, positive
+from r1lab.config import at_least, in_range, option, positive
 from r1lab.data.tasks import TaskConfig
 
 __all__ = ["COMPARED", "HEADLINE", "HeldoutConfig", "compare_table", "headline", "heldout_task"]
@@ -35,6 +35,9 @@ class HeldoutConfig:
     k: int = option(4, "samples per problem: pass@1 is their mean", report=64, check=at_least(1))
     greedy: bool = option(True, "also decode greedily (T = 0): greedy pass@1, the baseline")
     temperature: float = option(1.0, "sampling temperature", report=0.6, check=positive())
+    top_p: float = option(
+        1.0, "nucleus sampling (1.0: off)", report=0.95, check=in_range(0, 1, low_open=True)
+    )
     max_new_tokens: int = option(256, "response length limit", report=32768, check=at_least(1))
     batch_size: int = option(64, "prompts per generate call", check=at_least(1))
     seed: int = option(0, "sampling seed")
@@ -49,19 +52,22 @@ def heldout_task(task: TaskConfig, problems: int) -> TaskConfig | None:
 
 
 def evaluate_heldout(
-    model: Any, tokenizer: Any, problems: list, cfg: HeldoutConfig, task: TaskConfig,
-    out: Path, label: str,
+    model: Any, tokenizer: Any, problems: list, cfg: Any, task: TaskConfig, out: Path,
+    label: str, k: int | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """Held-out metrics of ``model``, cached in ``out`` (a resumed run does not redo them);
-    the table is printed when they are new."""
+    the table is printed when they are new. ``cfg`` is a :class:`HeldoutConfig` (or
+    ``r1lab zero``'s evaluation section, which has the same sampling fields); ``k`` replaces
+    its samples per problem."""
     from r1lab.eval.evaluate import EvalConfig, evaluate_cached, format_table
 
     ecfg = EvalConfig(
         model=label,
         task=task,
-        k=cfg.k,
+        k=k or cfg.k,
         greedy=cfg.greedy,
         temperature=cfg.temperature,
+        top_p=cfg.top_p,
         max_new_tokens=cfg.max_new_tokens,
         batch_size=cfg.batch_size,
         seed=cfg.seed,

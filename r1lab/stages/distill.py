@@ -145,19 +145,22 @@ def run_distill(cfg: DistillConfig, resume: bool = False) -> dict[str, Any]:
     from r1lab.data.io import write_jsonl
     from r1lab.data.tasks import load_task
     from r1lab.eval.evaluate import EvalConfig, evaluate_cached
+    from r1lab.eval.heldout import HeldoutConfig
     from r1lab.judge.session import judge_session
     from r1lab.model_card import card, world_of
     from r1lab.models import load_model, load_tokenizer
     from r1lab.runs import Run
+    from r1lab.stages.grpo import run_grpo_stage
     from r1lab.stages.sample import reasoning_examples
     from r1lab.stages.sampling import check_model, sample_problems
-    from r1lab.training.grpo import run_grpo_stage
     from r1lab.training.grpo_config import GRPOStageConfig, check_stage
     from r1lab.training.sft import SFTDataConfig, SFTStageConfig, run_sft_stage
 
     started = time.time()
     validate(cfg)
-    rl_cfg = GRPOStageConfig(task=cfg.task, grpo=cfg.rl, loss=cfg.rl_loss, rewards=cfg.rl_rewards)
+    # no held-out evaluation inside: the comparison below evaluates both students alike
+    rl_cfg = GRPOStageConfig(task=cfg.task, grpo=cfg.rl, loss=cfg.rl_loss, rewards=cfg.rl_rewards,
+                             heldout=HeldoutConfig(problems=0))  # fmt: skip
     if cfg.rl_baseline:
         check_stage(rl_cfg)
     teacher_dir = check_model(cfg.teacher, "the teacher: run r1lab pipeline, or set teacher=")

@@ -224,7 +224,7 @@ def _run(cfg: PipelineConfig, stage: str, done: dict[str, Any]) -> dict[str, Any
     if stage == "stage-a":
         return _sft(cfg, stage, base, done["coldstart"]["data"], cfg.stage_a)
     if stage == "stage-b":
-        from r1lab.training.grpo import run_grpo_stage
+        from r1lab.stages.grpo import run_grpo_stage
         from r1lab.training.grpo_config import GRPOStageConfig
 
         b = cfg.stage_b
@@ -265,7 +265,7 @@ def _run(cfg: PipelineConfig, stage: str, done: dict[str, Any]) -> dict[str, Any
         )  # fmt: skip
         return run_rm(rcfg, resume=_resume(cfg, stage))
     if stage == "stage-d":
-        from r1lab.training.grpo import run_grpo_stage
+        from r1lab.stages.grpo import run_grpo_stage
 
         return run_grpo_stage(_stage_d(cfg, done), resume=_resume(cfg, stage))
     if stage == "distill":

@@ -22,8 +22,7 @@ from typing import Any
 from r1lab.config import option, section, to_dict
 from r1lab.data.tasks import TaskConfig
 from r1lab.errors import UserError
-from r1lab.eval.evaluate import EvalConfig
-from r1lab.eval.heldout import compare_table, headline
+from r1lab.eval.heldout import compare_table, evaluate_heldout, headline
 from r1lab.rewards.config import RewardsConfig
 from r1lab.runs import Run, RunConfig
 from r1lab.stages.pretrain import PretrainStageConfig
@@ -96,31 +95,6 @@ def _base(cfg: ZeroConfig, resume: bool) -> Path:
     return folder
 
 
-def _evaluate(
-    model: Any, tokenizer: Any, cfg: ZeroConfig, out: Path, label: str, problems: list, k: int
-) -> dict:
-    """Held-out metrics of ``model``, cached in ``out`` (a resumed run does not redo them)."""
-    from r1lab.eval.evaluate import evaluate_cached, format_table
-
-    e = cfg.eval
-    ecfg = EvalConfig(
-        model=label,
-        task=e.task,
-        k=k,
-        greedy=e.greedy,
-        temperature=e.temperature,
-        top_p=e.top_p,
-        max_new_tokens=e.max_new_tokens,
-        batch_size=e.batch_size,
-        seed=e.seed,
-    )
-    cached = out.is_file()
-    record = evaluate_cached(model, tokenizer, problems, ecfg, out)
-    if not cached:
-        print(format_table(record))
-    return record
-
-
 def run_zero(cfg: ZeroConfig, resume: bool = False) -> dict[str, Any]:
     """Run the R1-Zero path end to end; returns the summary (also ``summary.json``)."""
     from r1lab.data.tasks import load_task
@@ -147,15 +121,16 @@ def run_zero(cfg: ZeroConfig, resume: bool = False) -> dict[str, Any]:
     run = Run.create(cfg.run, "zero", cfg, resume=resume)
     seed_everything(cfg.run.seed)
 
-    base_eval = _evaluate(
-        model, tokenizer, cfg, run.path / "base_eval.json", str(base), heldout, cfg.eval.k
+    e = cfg.eval
+    base_eval = evaluate_heldout(
+        model, tokenizer, heldout, e, e.task, run.path / "base_eval.json", str(base), e.k
     )
     grpo_cfg.model = str(base)
     seed_everything(cfg.run.seed)
     train = train_grpo(model, tokenizer, problems, grpo_cfg, run, resume=resume)
     final = save_model_atomic(model, tokenizer, run.path / "final")
-    final_eval = _evaluate(
-        model, tokenizer, cfg, run.path / "final_eval.json", str(final), heldout, cfg.eval.final_k
+    final_eval = evaluate_heldout(
+        model, tokenizer, heldout, e, e.task, run.path / "final_eval.json", str(final), e.final_k
     )
 
     b, f = base_eval["metrics"], final_eval["metrics"]

@@ -279,7 +279,7 @@ def _overrides(base: Path, out: Path, name: str, extra=()):
 
 
 def test_end_to_end_run_survives_failing_rewards(tokenizer, tmp_path, monkeypatch):
-    from r1lab.training.grpo import run_grpo_stage
+    from r1lab.stages.grpo import run_grpo_stage
 
     monkeypatch.syspath_prepend(str(HERE))
     base = _save_base(tokenizer, tmp_path / "base")
@@ -334,7 +334,7 @@ def test_end_to_end_run_survives_failing_rewards(tokenizer, tmp_path, monkeypatc
 
 def test_flat_rewards_leave_the_weights_untouched(tokenizer, tmp_path, monkeypatch):
     from r1lab.models import load_model
-    from r1lab.training.grpo import run_grpo_stage
+    from r1lab.stages.grpo import run_grpo_stage
 
     monkeypatch.syspath_prepend(str(HERE))
     base = _save_base(tokenizer, tmp_path / "base")
@@ -372,7 +372,7 @@ import torch
 torch.set_num_threads(1)
 import r1lab.runs
 from r1lab.config import load_config
-from r1lab.training.grpo import run_grpo_stage
+from r1lab.stages.grpo import run_grpo_stage
 from r1lab.training.grpo_config import GRPOStageConfig
 
 if __name__ == "__main__":

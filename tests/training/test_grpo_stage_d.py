@@ -13,8 +13,8 @@ import torch
 from r1lab.config import load_config
 from r1lab.errors import UserError
 from r1lab.model_card import set_card
+from r1lab.stages.grpo import run_grpo_stage
 from r1lab.stages.rm import load_rm_init
-from r1lab.training.grpo import run_grpo_stage
 from r1lab.training.grpo_config import GRPOStageConfig, check_config
 from r1lab.training.losses import GRPOLossConfig
 from r1lab.world.general import all_general
